@@ -1,0 +1,102 @@
+"""Atomic file writing and tabular input reading shared by every user-facing path."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["atomic_path", "atomic_dir", "save_npy_atomic", "read_table", "InputError"]
+
+
+class InputError(ValueError):
+    """Bad user input: the message names the file, column, row and what was expected."""
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it onto ``path``.
+
+    Readers never see a half-written file: either the old content or the complete new one.
+    On an exception the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary directory beside ``path``; on success it replaces ``path``.
+
+    An interrupted writer leaves no half-written ``path``. An existing ``path`` is replaced whole.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def save_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> None:
+    """``np.save`` through a temporary file and a rename."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, array, allow_pickle=array.dtype == object)
+
+
+def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a CSV (``.csv``, ``.tsv``, ``.txt``, optionally gzipped) or Parquet file into a DataFrame.
+
+    Raises :class:`InputError` naming the file when it is missing, of another format, or unreadable,
+    and naming the missing column when ``columns`` are asked for and absent.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    name = path.name.lower()
+    try:
+        if name.endswith((".parquet", ".pq")):
+            df = pd.read_parquet(path)
+        elif name.endswith((".csv", ".csv.gz", ".txt", ".tsv", ".tsv.gz")):
+            sep = "\t" if ".tsv" in name else ","
+            df = pd.read_csv(path, sep=sep)
+        else:
+            raise InputError(
+                f"{path}: not a CSV or Parquet file (expected a name ending in .csv, .tsv or .parquet)"
+            )
+    except InputError:
+        raise
+    except Exception as exc:  # pandas/pyarrow raise many types for unreadable files
+        raise InputError(f"{path}: could not be read as {'Parquet' if 'parq' in name else 'CSV'}: {exc}") from exc
+    if columns:
+        missing = [c for c in columns if c is not None and c not in df.columns]
+        if missing:
+            raise InputError(
+                f"{path}: missing column(s) {missing}; the file has columns {list(df.columns)}"
+            )
+    return df
