@@ -1,0 +1,53 @@
+"""The ``pinsage`` command line: ``pinsage train | embed | index | related | evaluate | demo``.
+
+Each sub-command lives in its own module under :mod:`pinsage.commands` and exposes
+``add_parser(subparsers)`` which registers itself and sets ``func`` to a callable ``(args) -> int``.
+User errors (:class:`pinsage._io.InputError`) print one line to stderr and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from pinsage._io import InputError
+
+#: sub-command modules under pinsage.commands, in the order ``--help`` lists them
+COMMAND_MODULES = ["train", "embed", "index", "related", "evaluate", "demo", "sample"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pinsage",
+        description="PinSage item embeddings: train on an interaction log, embed, index and query related items.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"pinsage.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"pinsage.commands.{name}":
+                continue  # command not built yet
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except InputError as exc:
+        print(f"pinsage {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"pinsage {args.command}: interrupted; nothing half-written was left behind", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
