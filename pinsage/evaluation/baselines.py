@@ -1,0 +1,274 @@
+"""Baseline item-to-item scorers for the related-item protocol (DESIGN.md baseline table).
+
+Every scorer has ``fit(data)`` — a training DataFrame (with ``user_col``/``item_col``) or a binary
+user x item CSR matrix ``X`` of shape (n_users, n_items) — and ``score(query_indices)`` returning a
+dense float array of shape (B, n_items). Item-to-item similarity is computed per query batch with
+sparse products; only :class:`EASE` builds a dense ``n_items x n_items`` matrix (by its nature).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+__all__ = [
+    "interaction_matrix", "Scorer", "Popularity", "ItemKNN", "RandomWalkCounts", "PureSVD", "EASE",
+    "EmbeddingScorer", "make_baseline", "BASELINES",
+]
+
+
+def interaction_matrix(train: pd.DataFrame, user_col: str, item_col: str,
+                       item_ids: np.ndarray | None = None) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    """Binary user x item matrix of the training interactions.
+
+    Parameters
+    ----------
+    train : DataFrame with ``user_col`` and ``item_col``.
+    item_ids : (n_items,) original ids of the columns; default: the training items, sorted.
+        Rows whose item is not in ``item_ids`` are ignored.
+
+    Returns
+    -------
+    X : CSR float32 (n_users, n_items), X[u, i] = 1 iff u interacted with i (duplicates count once).
+    user_ids : (n_users,) original user ids of the rows, sorted (when comparable).
+    item_ids : (n_items,) original item ids of the columns.
+    """
+    from pinsage.evaluation.split import _sorted_unique
+
+    items = train[item_col].to_numpy()
+    users = train[user_col].to_numpy()
+    if item_ids is None:
+        item_ids = _sorted_unique(items)
+    item_ids = np.asarray(item_ids)
+    user_ids = _sorted_unique(users)
+    ci = pd.Index(item_ids).get_indexer(pd.Index(items))
+    ri = pd.Index(user_ids).get_indexer(pd.Index(users))
+    keep = ci >= 0
+    X = sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (ri[keep], ci[keep])),
+                      shape=(len(user_ids), len(item_ids)))
+    X.sum_duplicates()
+    X.data[:] = 1.0
+    return X, user_ids, item_ids
+
+
+class Scorer:
+    """Base class: ``fit`` stores ``X`` (CSR, (n_users, n_items)); subclasses implement ``score``."""
+
+    name = "scorer"
+    X: sp.csr_matrix
+
+    def fit(self, data: pd.DataFrame | sp.spmatrix, user_col: str | None = None,
+            item_col: str | None = None, item_ids: np.ndarray | None = None) -> "Scorer":
+        """Fit on a training DataFrame (needs ``user_col``, ``item_col``) or a user x item sparse matrix."""
+        if isinstance(data, pd.DataFrame):
+            if user_col is None or item_col is None:
+                raise ValueError("fit(DataFrame) needs user_col and item_col")
+            X, _, self.item_ids = interaction_matrix(data, user_col, item_col, item_ids)
+        else:
+            X = sp.csr_matrix(data, dtype=np.float32)
+            X.data[:] = 1.0
+            self.item_ids = None if item_ids is None else np.asarray(item_ids)
+        self.X = X
+        self._fit(X)
+        return self
+
+    def _fit(self, X: sp.csr_matrix) -> None:  # pragma: no cover - trivial
+        pass
+
+    @property
+    def n_items(self) -> int:
+        return self.X.shape[1]
+
+    def score(self, query_indices: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, query_indices: np.ndarray) -> np.ndarray:
+        return self.score(query_indices)
+
+
+class Popularity(Scorer):
+    """score(q, i) = deg(i), the number of training users of item i (same for every query)."""
+
+    name = "popularity"
+
+    def _fit(self, X: sp.csr_matrix) -> None:
+        self.deg = np.asarray(X.sum(axis=0)).ravel().astype(np.float64)
+
+    def score(self, query_indices: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(self.deg, (len(query_indices), self.n_items)).copy()
+
+
+class ItemKNN(Scorer):
+    """Cosine similarity on co-occurrence: s(q, i) = (XᵀX)[q, i] / sqrt(deg_q · deg_i).
+
+    Per batch: ``Xᵀ[q] @ X`` (sparse, (B, n_items)), densified; never ``n_items x n_items``.
+    """
+
+    name = "item-kNN"
+
+    def _fit(self, X: sp.csr_matrix) -> None:
+        self.Xt = X.T.tocsr()
+        deg = np.asarray(X.sum(axis=0)).ravel().astype(np.float64)
+        self.inv_sqrt = 1.0 / np.sqrt(np.maximum(deg, 1.0))
+
+    def score(self, query_indices: np.ndarray) -> np.ndarray:
+        q = np.asarray(query_indices, dtype=np.int64)
+        co = (self.Xt[q] @ self.X).toarray().astype(np.float64)  # (B, n_items)
+        return co * self.inv_sqrt[q][:, None] * self.inv_sqrt[None, :]
+
+
+class RandomWalkCounts(Scorer):
+    """Expected visit counts of random walks with restart from the query item.
+
+    One step is an item -> user -> item hop with uniform choices: the item-to-item transition
+    matrix is ``P = D_I⁻¹ Xᵀ D_U⁻¹ X`` (D_I, D_U: item and user degree diagonals), never formed.
+    Each walk, before every step, ends (and a fresh walk restarts at the query) with probability
+    ``restart``; a walk takes at most ``max_steps`` steps (PinSage / DGL's PinSAGESampler
+    convention: termination probability, ``num_traversals`` hops). The expected number of visits
+    to item i per walk is
+
+        s(q, ·) = Σ_{t=1..L} (1 - restart)^t · e_q Pᵗ,
+
+    computed exactly with sparse matrix-vector products on a (B, n_items) block; the sum stops
+    early once the remaining mass (1 - restart)^t falls under ``tol``. ``max_steps=None`` means
+    "until the mass is below ``tol``" (a personalised-PageRank-like kernel).
+    """
+
+    name = "random-walk counts"
+
+    def __init__(self, restart: float = 0.5, max_steps: int | None = 3, tol: float = 1e-6) -> None:
+        self.restart, self.max_steps, self.tol = restart, max_steps, tol
+
+    def _fit(self, X: sp.csr_matrix) -> None:
+        X = X.astype(np.float64)
+        du = np.asarray(X.sum(axis=1)).ravel()
+        di = np.asarray(X.sum(axis=0)).ravel()
+        # item -> user: row-stochastic (n_items, n_users); user -> item: (n_users, n_items)
+        self.A = (sp.diags(1.0 / np.maximum(di, 1.0)) @ X.T).tocsr()
+        self.Bm = (sp.diags(1.0 / np.maximum(du, 1.0)) @ X).tocsr()
+        self.AT, self.BT = self.A.T.tocsr(), self.Bm.T.tocsr()
+
+    def score(self, query_indices: np.ndarray) -> np.ndarray:
+        q = np.asarray(query_indices, dtype=np.int64)
+        v = np.zeros((self.n_items, len(q)))  # column b = distribution of walk b (transposed)
+        v[q, np.arange(len(q))] = 1.0
+        out = np.zeros_like(v)
+        keep, t = 1.0, 0
+        while True:
+            t += 1
+            keep *= 1.0 - self.restart
+            if (self.max_steps is not None and t > self.max_steps) or keep < self.tol:
+                break
+            v = self.BT @ (self.AT @ v)  # v ← (v P)ᵀ : (n_items, B)
+            out += keep * v
+        return out.T
+
+
+class PureSVD(Scorer):
+    """PureSVD on the degree-normalised matrix ``X D⁻¹ᐟ²`` (D = item degree diagonal).
+
+    ``X D⁻¹ᐟ² ≈ U S Vᵀ`` (truncated, ``factors`` singular triplets via ``scipy.sparse.linalg.svds``);
+    item embeddings ``E = V S`` (n_items, factors), L2-normalised; s(q, i) = cos(E_q, E_i).
+    """
+
+    name = "PureSVD"
+
+    def __init__(self, factors: int = 64, seed: int = 0) -> None:
+        self.factors, self.seed = factors, seed
+
+    def _fit(self, X: sp.csr_matrix) -> None:
+        deg = np.asarray(X.sum(axis=0)).ravel().astype(np.float64)
+        Xn = (X.astype(np.float64) @ sp.diags(1.0 / np.sqrt(np.maximum(deg, 1.0)))).tocsr()
+        k = min(self.factors, min(Xn.shape) - 1)
+        rng = np.random.default_rng(self.seed)
+        v0 = rng.standard_normal(min(Xn.shape))
+        _, s, vt = spla.svds(Xn, k=k, v0=v0)
+        order = np.argsort(-s)
+        E = vt[order].T * s[order]
+        self.embeddings = E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
+
+    def score(self, query_indices: np.ndarray) -> np.ndarray:
+        return self.embeddings[np.asarray(query_indices)] @ self.embeddings.T
+
+
+class EASE(Scorer):
+    """EASE (Steck 2019), closed form, scored with the single query item as input.
+
+    ``G = XᵀX + λI``, ``P = G⁻¹``, ``B = -P / diag(P)`` column-wise with ``diag(B) = 0``;
+    s(q, ·) = B[q, :]. Dense (n_items, n_items): raises ``ValueError`` above ``max_items``.
+
+    Default ``l2 = 10000``: chosen on the ML-100K *validation* split (λ in 30..30000; best 10000,
+    HR@10 0.184 there). λ scales with the data (roughly with item degrees): tune it on
+    ``leave_last_out(..., validation=True)`` for other data. DESIGN.md's EASE row (HR@10 0.116)
+    matches λ ≈ 50 on the test split, i.e. an under-regularised EASE.
+    """
+
+    name = "EASE"
+
+    def __init__(self, l2: float = 10000.0, max_items: int = 30000) -> None:
+        self.l2, self.max_items = l2, max_items
+
+    def _fit(self, X: sp.csr_matrix) -> None:
+        n = X.shape[1]
+        if n > self.max_items:
+            raise ValueError(f"EASE needs a dense {n} x {n} matrix; n_items={n} exceeds max_items={self.max_items}")
+        G = (X.T @ X).toarray().astype(np.float64)
+        G[np.diag_indices(n)] += self.l2
+        P = np.linalg.inv(G)
+        B = P / (-np.diag(P))[None, :]
+        B[np.diag_indices(n)] = 0.0
+        self.B = B
+
+    def score(self, query_indices: np.ndarray) -> np.ndarray:
+        return self.B[np.asarray(query_indices)]
+
+
+class EmbeddingScorer(Scorer):
+    """Dot-product scores from item embeddings E (n_items, d): s(q, i) = E_q · E_i.
+
+    This is how PinSage's output is evaluated. ``normalize=True`` uses cosine instead.
+    ``fit`` is a no-op (accepted for interface symmetry).
+    """
+
+    name = "embeddings"
+
+    def __init__(self, embeddings: np.ndarray, normalize: bool = False) -> None:
+        E = np.asarray(embeddings, dtype=np.float32)
+        if E.ndim != 2:
+            raise ValueError(f"embeddings must be 2-D (n_items, d), got shape {E.shape}")
+        if normalize:
+            E = E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
+        self.embeddings = E
+
+    def fit(self, data=None, user_col=None, item_col=None, item_ids=None) -> "EmbeddingScorer":
+        return self
+
+    @property
+    def n_items(self) -> int:
+        return self.embeddings.shape[0]
+
+    def score(self, query_indices: np.ndarray) -> np.ndarray:
+        return self.embeddings[np.asarray(query_indices)] @ self.embeddings.T
+
+
+BASELINES: dict[str, type[Scorer]] = {
+    "popularity": Popularity,
+    "itemknn": ItemKNN,
+    "rwc": RandomWalkCounts,
+    "puresvd": PureSVD,
+    "ease": EASE,
+}
+
+
+def make_baseline(name: str, **kwargs) -> Scorer:
+    """Build a baseline by name: one of ``BASELINES`` (case-insensitive, '-'/'_' ignored)."""
+    key = name.lower().replace("-", "").replace("_", "")
+    aliases = {"pop": "popularity", "knn": "itemknn", "randomwalk": "rwc", "randomwalkcounts": "rwc",
+               "svd": "puresvd"}
+    key = aliases.get(key, key)
+    if key not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; choose from {sorted(BASELINES)}")
+    return BASELINES[key](**kwargs)

@@ -1,0 +1,184 @@
+"""Full-catalogue ranking metrics for related-item retrieval (HR@k, NDCG@k, MRR, scaled MRR).
+
+For each test user with query item ``q`` and target ``t`` (both among the training items), a scorer
+gives every catalogue item a score; the query itself and the user's training items are excluded;
+the target's rank among the remaining items is turned into metrics. Only ``(B, n_items)`` score
+blocks are ever materialised (B = batch size), never an ``n_items x n_items`` matrix.
+
+Ties. With ``h`` candidates scoring strictly higher than the target and ``e`` other candidates
+scoring exactly the same, the target's rank under a uniformly random tie-break is uniform on
+``{h+1, ..., h+e+1}``. Every metric reported is the exact **expectation** over that tie-break:
+
+    E[f(rank)] = (F(h+e+1) - F(h)) / (e+1),   F(r) = sum_{s<=r} f(s),
+
+so a constant scorer gets chance-level numbers (not 0, not 1) and no scorer profits from ties.
+NaN scores count as -inf. With ``f``:
+
+* HR@k:       f(r) = [r <= k]
+* NDCG@k:     f(r) = [r <= k] / log2(r + 1)   (one relevant item, so IDCG = 1)
+* MRR:        f(r) = 1 / r
+* MRR_scaled: f(r) = 1 / ceil(r / 100)        (the PinSage paper's scaled MRR)
+
+``mean_rank`` is the mean mid-rank ``h + 1 + e/2``.
+
+``ties="optimistic"`` (rank = 1 + h: only strictly higher scores count) and
+``ties="pessimistic"`` (rank = 1 + h + e) are available for comparison. On MovieLens-100K only
+popularity has enough ties to notice: DESIGN.md's popularity row (0.086 / 0.045 / 0.042) is the
+optimistic convention; the expected one gives 0.084 / 0.044 / 0.041. Optimistic counting would
+give a constant (collapsed) scorer HR = 1, which is why it is not the default.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+from pinsage.evaluation.split import Split
+
+__all__ = ["evaluate_scores", "evaluate_embeddings", "rank_targets", "metrics_from_ranks", "ScoreFn"]
+
+ScoreFn = Callable[[np.ndarray], np.ndarray]
+
+
+def rank_targets(scores: np.ndarray, targets: np.ndarray, exclude_rows: np.ndarray,
+                 exclude_cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Count higher and tied candidates for each row's target.
+
+    Parameters
+    ----------
+    scores : (B, n) float array; modified in place (excluded entries become NaN).
+    targets : (B,) int64 target column per row.
+    exclude_rows, exclude_cols : (m,) int arrays of (row, column) pairs removed from the candidates.
+
+    Returns
+    -------
+    higher : (B,) int64, number of candidates with score > target score.
+    ties : (B,) int64, number of other candidates with score == target score.
+    """
+    s = scores
+    if not np.issubdtype(s.dtype, np.floating):
+        s = s.astype(np.float64)
+    np.nan_to_num(s, copy=False, nan=-np.inf, posinf=np.inf, neginf=-np.inf)
+    rows = np.arange(s.shape[0])
+    t = s[rows, targets].copy()
+    s[exclude_rows, exclude_cols] = np.nan  # NaN compares False with everything
+    tc = t[:, None]
+    higher = (s > tc).sum(axis=1).astype(np.int64)
+    ties = (s == tc).sum(axis=1).astype(np.int64)
+    # the target itself: counted once in ties unless it was excluded (then it is not a candidate)
+    ties -= ~np.isnan(s[rows, targets])
+    return higher, ties
+
+
+def _prefix(f: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0.0], np.cumsum(f)])
+
+
+def metrics_from_ranks(higher: np.ndarray, ties: np.ndarray, n_items: int, k: int = 10,
+                       tie_mode: str = "expected") -> dict[str, float]:
+    """Metrics from rank counts; ``higher``/``ties`` shape (U,) (see module docstring).
+
+    ``tie_mode``: "expected" (random tie-break expectation), "optimistic" (rank = 1 + higher) or
+    "pessimistic" (rank = 1 + higher + ties).
+    """
+    higher = np.asarray(higher, dtype=np.int64)
+    ties = np.asarray(ties, dtype=np.int64)
+    if tie_mode == "optimistic":
+        ties = np.zeros_like(ties)
+    elif tie_mode == "pessimistic":
+        higher, ties = higher + ties, np.zeros_like(ties)
+    elif tie_mode != "expected":
+        raise ValueError(f"ties must be 'expected', 'optimistic' or 'pessimistic', got {tie_mode!r}")
+    r = np.arange(1, n_items + 2, dtype=np.float64)
+    fs = {
+        f"HR@{k}": (r <= k).astype(np.float64),
+        f"NDCG@{k}": (r <= k) / np.log2(r + 1.0),
+        "MRR": 1.0 / r,
+        "MRR_scaled": 1.0 / np.ceil(r / 100.0),
+    }
+    out: dict[str, float] = {}
+    lo, hi = higher, higher + ties + 1
+    for name, f in fs.items():
+        F = _prefix(f)
+        out[name] = float(np.mean((F[hi] - F[lo]) / (ties + 1))) if len(higher) else float("nan")
+    out["mean_rank"] = float(np.mean(higher + 1 + ties / 2.0)) if len(higher) else float("nan")
+    return out
+
+
+def evaluate_scores(score_fn: ScoreFn, split: Split, k: int = 10, batch_size: int = 256,
+                    item_ids: np.ndarray | None = None, ties: str = "expected") -> dict[str, float]:
+    """Evaluate a scorer on ``split.test`` with full-catalogue ranking.
+
+    Parameters
+    ----------
+    score_fn : callable
+        ``score_fn(query_indices)`` with ``query_indices`` an int64 array of shape (B,) returns
+        scores of shape (B, n_items) (higher = more related) over the dense item index.
+    split : Split
+        From :func:`leave_last_out`.
+    k : int
+        Cut-off of HR@k and NDCG@k.
+    batch_size : int
+        Queries per ``score_fn`` call; memory is O(batch_size * n_items).
+    item_ids : array, optional
+        Original item id of each score column, shape (n_items,); default ``split.item_ids``
+        (the training items, sorted). Training rows with items outside it are ignored.
+    ties : str
+        "expected" (default), "optimistic" or "pessimistic"; see the module docstring.
+
+    Returns
+    -------
+    dict with ``HR@k``, ``NDCG@k``, ``MRR``, ``MRR_scaled``, ``mean_rank`` (see module docstring),
+    ``n_evaluated`` (test users whose query and target are both in ``item_ids``) and
+    ``n_skipped`` (the other test users).
+    """
+    ids = split.item_ids if item_ids is None else np.asarray(item_ids)
+    n_items = len(ids)
+    q = split.item_index(split.test["query"].to_numpy(), ids)
+    t = split.item_index(split.test["target"].to_numpy(), ids)
+    ok = (q >= 0) & (t >= 0)
+    q, t = q[ok], t[ok]
+    users = split.test["user"].to_numpy()[ok]
+    X, user_ids, _ = split.interaction_matrix(ids)
+    urow = split.item_index(users, user_ids)  # same lookup works for any id array
+    X = sp.csr_matrix(X)
+    indptr, indices = X.indptr, X.indices
+    highers, tiess = [], []
+    for start in range(0, len(q), batch_size):
+        qb, tb = q[start:start + batch_size], t[start:start + batch_size]
+        ub = urow[start:start + batch_size]
+        scores = np.array(score_fn(qb), dtype=np.float64, copy=True)
+        if scores.shape != (len(qb), n_items):
+            raise ValueError(f"score_fn returned shape {scores.shape}, expected {(len(qb), n_items)}")
+        # user's training items (rows absent from the matrix have none) plus the query itself
+        has = ub >= 0
+        starts = np.where(has, indptr[np.maximum(ub, 0)], 0)
+        lens = np.where(has, indptr[np.maximum(ub, 0) + 1] - starts, 0)
+        rr = np.repeat(np.arange(len(qb)), lens)
+        offs = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
+        cc = indices[np.repeat(starts, lens) + offs]
+        ex_r = np.concatenate([rr, np.arange(len(qb))])
+        ex_c = np.concatenate([cc, qb])
+        h, e = rank_targets(scores, tb, ex_r, ex_c)
+        highers.append(h)
+        tiess.append(e)
+    higher = np.concatenate(highers) if highers else np.zeros(0, np.int64)
+    tie_counts = np.concatenate(tiess) if tiess else np.zeros(0, np.int64)
+    out = metrics_from_ranks(higher, tie_counts, n_items, k, tie_mode=ties)
+    out["n_evaluated"] = int(ok.sum())
+    out["n_skipped"] = int((~ok).sum())
+    return out
+
+
+def evaluate_embeddings(embeddings: np.ndarray, split: Split, item_ids: np.ndarray | None = None,
+                        k: int = 10, batch_size: int = 256, normalize: bool = False) -> dict[str, float]:
+    """Evaluate item embeddings (e.g. PinSage's ``item_embeddings.npy``) by dot-product scores.
+
+    ``embeddings``: (n_items, d), row i for ``item_ids[i]`` (e.g. ``item_ids.npy``; default
+    ``split.item_ids``). ``normalize=True`` scores by cosine instead of dot product.
+    """
+    from pinsage.evaluation.baselines import EmbeddingScorer
+
+    scorer = EmbeddingScorer(embeddings, normalize=normalize)
+    return evaluate_scores(scorer.score, split, k=k, batch_size=batch_size, item_ids=item_ids)
