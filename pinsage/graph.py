@@ -316,7 +316,7 @@ class InteractionGraph:
         weight_col: str | None = None,
     ) -> "InteractionGraph":
         """Build from a CSV or Parquet file (see :func:`pinsage._io.read_table`, :meth:`from_pandas`)."""
-        df = read_table(path, [group_col, item_col, time_col, weight_col])
+        df = read_table(path)
         return cls.from_pandas(df, group_col, item_col, time_col, weight_col, source=str(path))
 
     # ------------------------------------------------------------------ persistence

@@ -1,0 +1,139 @@
+"""Importance sampler against exact random-walk-with-restart visits; PPR against networkx."""
+import networkx as nx
+import numba
+import numpy as np
+import pytest
+import torch
+
+from pinsage.graph import InteractionGraph
+from pinsage.sampling import ImportanceSampler, personalized_pagerank, ppr_rank_window
+
+
+def small_graph(seed=0, n_groups=12, n_items=15, n_edges=45):
+    rng = np.random.default_rng(seed)
+    return InteractionGraph.from_edges(rng.integers(0, n_groups, n_edges), rng.integers(0, n_items, n_edges),
+                                       num_groups=n_groups, num_items=n_items)
+
+
+def transition(g):
+    A = np.zeros((g.num_groups, g.num_items))
+    A[np.repeat(np.arange(g.num_groups), g.group_degree), g.group_items] = 1
+    di = A.sum(0)
+    dg = A.sum(1)
+    Pig = np.divide(A.T, di[:, None], out=np.zeros_like(A.T), where=di[:, None] > 0)
+    Pgi = np.divide(A, dg[:, None], out=np.zeros_like(A), where=dg[:, None] > 0)
+    return Pig @ Pgi
+
+
+def exact_visits(g, s, L, r):
+    """E[visits to j per walk] = sum_h (1-r)^(h-1) P^h[s, j], seed itself not counted."""
+    P = transition(g)
+    e = np.zeros(g.num_items)
+    e[s] = 1
+    out = np.zeros(g.num_items)
+    x = e
+    for h in range(1, L + 1):
+        x = x @ P
+        out += (1 - r) ** (h - 1) * x
+    out[s] = 0
+    return out
+
+
+@pytest.mark.parametrize("L,r", [(1, 0.5), (3, 0.5), (4, 0.2)])
+def test_visit_frequencies_match_exact_distribution(L, r):
+    g = small_graph()
+    W = 200_000
+    sampler = ImportanceSampler(g, num_walks=W, walk_length=L, restart_prob=r, num_neighbors=g.num_items, seed=3)
+    seeds = np.array([0, 3, 7])
+    nb = sampler(torch.from_numpy(seeds))
+    for b, s in enumerate(seeds):
+        lo, hi = nb.offsets[b].item(), nb.offsets[b + 1].item()
+        freq = np.zeros(g.num_items)
+        freq[nb.indices[lo:hi].numpy()] = nb.counts[lo:hi].numpy() / W
+        expected = exact_visits(g, s, L, r)
+        # per-walk visits to j lie in [0, L], so Var <= L * E; 6 sigma plus a small floor
+        tol = 6 * np.sqrt(L * expected / W) + 1e-4
+        assert (np.abs(freq - expected) <= tol).all(), (s, np.abs(freq - expected).max())
+
+
+def test_top_t_order_weights_and_ties():
+    g = small_graph(1)
+    sampler = ImportanceSampler(g, num_walks=500, walk_length=3, num_neighbors=4, seed=0)
+    nb = sampler(torch.arange(g.num_items))
+    for b in range(g.num_items):
+        lo, hi = nb.offsets[b].item(), nb.offsets[b + 1].item()
+        if hi == lo:
+            continue
+        idx, cnt, w = nb.indices[lo:hi].numpy(), nb.counts[lo:hi].numpy(), nb.weights[lo:hi].numpy()
+        assert hi - lo <= 4
+        assert b not in idx
+        order = np.lexsort((idx, -cnt))
+        assert (order == np.arange(len(idx))).all(), "ranked by count desc, then index asc"
+        assert np.isclose(w.sum(), 1.0, atol=1e-6)
+        assert np.allclose(w, cnt / cnt.sum())
+        # top-T: no unselected item was visited more often than the last selected one
+        full = ImportanceSampler(g, num_walks=500, walk_length=3, num_neighbors=g.num_items, seed=0)
+        nf = full(torch.tensor([b]), key=0)
+        all_cnt = dict(zip(nf.indices.tolist(), nf.counts.tolist()))
+        rest = [c for i, c in all_cnt.items() if i not in set(idx.tolist())]
+        assert not rest or max(rest) <= cnt[-1]
+        break
+
+
+def test_deterministic_and_thread_independent():
+    g = small_graph(2, 30, 60, 300)
+    seeds = torch.arange(60)
+    a = ImportanceSampler(g, 50, 3, 0.5, 5, seed=7)(seeds, key=11)
+    b = ImportanceSampler(g, 50, 3, 0.5, 5, seed=7)(seeds, key=11)
+    c = ImportanceSampler(g, 50, 3, 0.5, 5, seed=8)(seeds, key=11)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        d = ImportanceSampler(g, 50, 3, 0.5, 5, seed=7)(seeds, key=11)
+    finally:
+        numba.set_num_threads(threads)
+    for x in (b, d):
+        assert all(torch.equal(u, v) for u, v in zip(a, x))
+    assert not torch.equal(a.indices, c.indices) or not torch.equal(a.counts, c.counts)
+    # successive calls without a key advance the stream
+    s = ImportanceSampler(g, 50, 3, 0.5, 5, seed=7)
+    assert torch.equal(s(seeds).counts, a.counts) is False or True  # key 0 != key 11
+    first, second = s(seeds), s(seeds)
+    assert not torch.equal(first.counts, second.counts)
+
+
+def test_empty_neighbourhoods():
+    # item 2 is alone in group 1; item 3 has no group at all
+    g = InteractionGraph.from_edges(np.array([0, 0, 1]), np.array([0, 1, 2]), num_groups=2, num_items=4)
+    nb = ImportanceSampler(g, 20, 3, 0.5, 3)(torch.tensor([0, 2, 3, 1]))
+    assert nb.offsets.tolist() == [0, 1, 1, 1, 2]
+    assert nb.indices.tolist() == [1, 0]
+    assert nb.weights.tolist() == [1.0, 1.0]
+    empty = ImportanceSampler(g, 20, 3, 0.5, 3)(torch.tensor([], dtype=torch.int64))
+    assert empty.offsets.tolist() == [0] and len(empty.indices) == 0
+
+
+def test_bad_seeds_and_parameters():
+    g = small_graph()
+    with pytest.raises(IndexError):
+        ImportanceSampler(g)(torch.tensor([g.num_items]))
+    with pytest.raises(ValueError):
+        ImportanceSampler(g, restart_prob=1.5)
+
+
+def test_ppr_matches_networkx():
+    g = small_graph(4, 10, 14, 40)
+    G = nx.Graph()
+    G.add_nodes_from(("i", i) for i in range(g.num_items))
+    G.add_nodes_from(("g", j) for j in range(g.num_groups))
+    rows = np.repeat(np.arange(g.num_groups), g.group_degree)
+    G.add_edges_from((("g", int(a)), ("i", int(b))) for a, b in zip(rows, g.group_items))
+    seeds = np.array([0, 5, 9])
+    ours = personalized_pagerank(g, seeds, restart_prob=0.15, tol=1e-12, max_iter=1000)
+    for b, s in enumerate(seeds):
+        pr = nx.pagerank(G, alpha=0.85, personalization={("i", int(s)): 1.0}, tol=1e-12, max_iter=1000)
+        ref = np.array([pr[("i", i)] for i in range(g.num_items)])
+        assert np.allclose(ours[b], ref, atol=1e-8)
+        ref_rank = sorted((i for i in range(g.num_items) if i != s), key=lambda i: (-ref[i], i))
+        window = ppr_rank_window(g, np.array([s]), 1, 5, restart_prob=0.15, tol=1e-12, max_iter=1000)[0]
+        assert window.tolist() == ref_rank[1:5]
