@@ -52,34 +52,56 @@ def fill_transpose(src_indptr, src_indices, dst_indptr, dst_indices):
             fill[d] += 1
 
 
+_LANES = 16
+
+
 @nb.njit(cache=True, nogil=True)
 def _walk_one(s, state, item_indptr, item_groups, group_indptr, group_items,
               num_walks, walk_length, threshold, always_stop, visits):
-    """Run the walks of one seed; write visited items (seed excluded) to ``visits``; return their count."""
+    """Run the walks of one seed; write visited items (seed excluded) to ``visits``; return their count.
+
+    Walks advance in lock-step batches of ``_LANES``: the lanes' memory loads are independent, so
+    the CPU overlaps their cache misses instead of waiting on one pointer chase at a time.
+    """
     nv = 0
     if item_indptr[s + 1] - item_indptr[s] == 0:
         return 0
-    for _w in range(num_walks):
-        cur = s
+    cur = np.empty(_LANES, dtype=np.int64)
+    for w0 in range(0, num_walks, _LANES):
+        lanes = min(_LANES, num_walks - w0)
+        for j in range(lanes):
+            cur[j] = s
+        alive = lanes
         for _h in range(walk_length):
-            lo = item_indptr[cur]
-            deg = item_indptr[cur + 1] - lo
-            if deg == 0:
+            if alive == 0:
                 break
-            state, bits = _next(state)
-            g = item_groups[lo + _below(bits, deg)]
-            glo = group_indptr[g]
-            gdeg = group_indptr[g + 1] - glo
-            state, bits = _next(state)
-            cur = np.int64(group_items[glo + _below(bits, gdeg)])
-            if cur != s:
-                visits[nv] = cur
-                nv += 1
-            if always_stop:
-                break
-            state, bits = _next(state)
-            if bits < threshold:
-                break
+            j = 0
+            while j < alive:
+                c = cur[j]
+                lo = item_indptr[c]
+                deg = item_indptr[c + 1] - lo
+                if deg == 0:
+                    alive -= 1
+                    cur[j] = cur[alive]
+                    continue
+                state, bits = _next(state)
+                g = item_groups[lo + _below(bits, deg)]
+                glo = group_indptr[g]
+                gdeg = group_indptr[g + 1] - glo
+                nxt = np.int64(group_items[glo + _below(bits << np.uint64(32), gdeg)])
+                if nxt != s:
+                    visits[nv] = nxt
+                    nv += 1
+                stop = always_stop
+                if not stop:
+                    state, bits = _next(state)
+                    stop = bits < threshold
+                if stop:
+                    alive -= 1
+                    cur[j] = cur[alive]
+                else:
+                    cur[j] = nxt
+                    j += 1
     return nv
 
 
@@ -125,43 +147,38 @@ def _topk_one(visits, nv, table_items, table_counts, keys, nbr_row, cnt_row):
     return k
 
 
-@nb.njit(cache=True, nogil=True, parallel=True)
-def walk_topk(
+@nb.njit(cache=True, nogil=True)
+def walk_topk_range(
     seeds, item_indptr, item_groups, group_indptr, group_items,
-    num_walks, walk_length, restart_prob, num_neighbors, key,
+    num_walks, walk_length, restart_prob, key, nbr, cnt, nout, start, stop,
 ):
-    """Visit counts of random walks with restart, top-``num_neighbors`` per seed.
+    """Visit counts of random walks with restart, top-T per seed, for ``seeds[start:stop]``.
 
     For each seed ``s``: ``num_walks`` walks; each hop goes item -> uniform group -> uniform item,
     records the item when it is not ``s``, then stops with probability ``restart_prob``; at most
-    ``walk_length`` hops. Neighbours are ranked by visit count, ties by smaller item index.
-    Item indices must be below 2**32.
+    ``walk_length`` hops. Neighbours are ranked by visit count, ties by smaller item index
+    (item indices must be below 2**32).
 
-    Returns ``(nbr (B, T) int64, cnt (B, T) int32, n (B,) int64)``; row ``b`` holds ``n[b]`` valid
-    entries, the rest are -1 / 0. Seeds are split into contiguous chunks, one scratch buffer each.
+    Writes rows ``start..stop-1`` of the outputs ``nbr (B, T) int64`` (pre-filled with -1),
+    ``cnt (B, T) int32`` and ``nout (B,) int64`` (valid entries per row). The random stream of row
+    ``b`` depends only on ``(key, b)``, so any split of the rows over threads gives the same result.
+    Releases the GIL: call it from several Python threads on disjoint ranges.
     """
-    B = len(seeds)
-    nbr = np.full((B, num_neighbors), -1, dtype=np.int64)
-    cnt = np.zeros((B, num_neighbors), dtype=np.int32)
-    nout = np.zeros(B, dtype=np.int64)
     always_stop = restart_prob >= 1.0
     threshold = np.uint64(0)
     if not always_stop:
         threshold = np.uint64(restart_prob * 18446744073709549568.0)
     base = _splitmix64(np.uint64(key))
-    n_chunks = min(B, 4 * nb.get_num_threads())
     max_visits = num_walks * walk_length
-    for c in nb.prange(n_chunks):
-        visits = np.empty(max_visits, dtype=np.int64)
-        keys = np.empty(max_visits, dtype=np.int64)
-        table_size = 1
-        while table_size < 2 * max_visits:
-            table_size *= 2
-        table_items = np.full(table_size, -1, dtype=np.int64)
-        table_counts = np.zeros(table_size, dtype=np.int32)
-        for b in range(c * B // n_chunks, (c + 1) * B // n_chunks):
-            state = _splitmix64(base ^ (np.uint64(b + 1) * np.uint64(_GOLDEN))) | np.uint64(1)
-            nv = _walk_one(seeds[b], state, item_indptr, item_groups, group_indptr, group_items,
-                           num_walks, walk_length, threshold, always_stop, visits)
-            nout[b] = _topk_one(visits, nv, table_items, table_counts, keys, nbr[b], cnt[b])
-    return nbr, cnt, nout
+    visits = np.empty(max_visits, dtype=np.int64)
+    keys = np.empty(max_visits, dtype=np.int64)
+    table_size = 1
+    while table_size < 2 * max_visits:
+        table_size *= 2
+    table_items = np.full(table_size, -1, dtype=np.int64)
+    table_counts = np.zeros(table_size, dtype=np.int32)
+    for b in range(start, stop):
+        state = _splitmix64(base ^ (np.uint64(b + 1) * np.uint64(_GOLDEN))) | np.uint64(1)
+        nv = _walk_one(seeds[b], state, item_indptr, item_groups, group_indptr, group_items,
+                       num_walks, walk_length, threshold, always_stop, visits)
+        nout[b] = _topk_one(visits, nv, table_items, table_counts, keys, nbr[b], cnt[b])

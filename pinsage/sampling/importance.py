@@ -10,7 +10,10 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pinsage.graph import InteractionGraph
-from pinsage.sampling._kernels import walk_topk
+from concurrent.futures import ThreadPoolExecutor
+import os
+
+from pinsage.sampling._kernels import walk_topk_range
 
 __all__ = ["ImportanceSampler", "SampledNeighborhoods"]
 
@@ -47,7 +50,8 @@ class ImportanceSampler:
     Isolated seeds get an empty neighbourhood.
 
     Calls are reproducible: the random stream depends on ``seed`` and the ``key`` of the call
-    (by default a counter of calls on this sampler), never on threads. Give an explicit ``key``
+    (by default a counter of calls on this sampler), never on ``num_threads`` (the seeds are split
+    over that many threads; the compiled kernel releases the GIL). Give an explicit ``key``
     (e.g. a batch number) when several processes sample.
 
     Example:
@@ -69,6 +73,7 @@ class ImportanceSampler:
         restart_prob: float = 0.5,
         num_neighbors: int = 50,
         seed: int = 0,
+        num_threads: int | None = None,
     ) -> None:
         if num_walks < 1 or walk_length < 1 or num_neighbors < 1:
             raise ValueError("num_walks, walk_length and num_neighbors must be >= 1")
@@ -81,6 +86,13 @@ class ImportanceSampler:
         self.num_neighbors = int(num_neighbors)
         self.seed = int(seed)
         self._calls = 0
+        self.num_threads = max(1, int(num_threads if num_threads is not None else min(os.cpu_count() or 1, 8)))
+        self._pool: ThreadPoolExecutor | None = None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_pool"] = None  # thread pools do not cross process boundaries (DataLoader workers)
+        return state
 
     def __repr__(self) -> str:
         return (f"ImportanceSampler(num_walks={self.num_walks}, walk_length={self.walk_length}, "
@@ -101,9 +113,26 @@ class ImportanceSampler:
         if len(seeds) and (seeds.min() < 0 or seeds.max() >= g.num_items):
             raise IndexError(f"seed indices must lie in [0, {g.num_items}), got range "
                              f"[{seeds.min()}, {seeds.max()}]")
-        return walk_topk(seeds, g.item_indptr, g.item_groups, g.group_indptr, g.group_items,
-                         self.num_walks, self.walk_length, self.restart_prob, self.num_neighbors,
-                         self._key(key))
+        B = len(seeds)
+        nbr = np.full((B, self.num_neighbors), -1, dtype=np.int64)
+        cnt = np.zeros((B, self.num_neighbors), dtype=np.int32)
+        nout = np.zeros(B, dtype=np.int64)
+        args = (seeds, g.item_indptr, g.item_groups, g.group_indptr, g.group_items,
+                self.num_walks, self.walk_length, self.restart_prob, self._key(key), nbr, cnt, nout)
+        # the kernel releases the GIL; split the rows over a small thread pool (cheap to dispatch,
+        # and unlike an OpenMP team it does not spin when the machine is oversubscribed)
+        n_parts = min(self.num_threads, max(1, B // 64))
+        if n_parts == 1:
+            walk_topk_range(*args, 0, B)
+        else:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.num_threads, thread_name_prefix="pinsage-walk")
+            bounds = np.linspace(0, B, n_parts + 1).astype(np.int64)
+            futures = [self._pool.submit(walk_topk_range, *args, int(lo), int(hi))
+                       for lo, hi in zip(bounds[:-1], bounds[1:])]
+            for f in futures:
+                f.result()
+        return nbr, cnt, nout
 
     def __call__(self, seeds: torch.Tensor | np.ndarray, key: int | None = None) -> SampledNeighborhoods:
         """Neighbourhoods of ``seeds`` (1-D dense item indices, ``(B,)``) as CSR; see the class doc."""

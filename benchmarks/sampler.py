@@ -1,0 +1,117 @@
+"""Sampler benchmark (DESIGN.md, Benchmarks): neighbourhoods per second on the power-law graphs.
+
+For each graph size: build time and bytes per edge of the InteractionGraph, then seeds per second
+of :class:`pinsage.ImportanceSampler` for batches of 512 random seeds, 3-hop walks, restart 0.5, at
+(walks=10, T=3) and (walks=200, T=50): the median over ``--repeats`` timing windows. When a DGL
+anchor venv is given (``bash ../shared/bench/dgl_anchor/setup.sh``), DGL's ``PinSAGESampler`` runs
+in the same invocation right after ours on the same graph and the table shows the ratio.
+
+    python benchmarks/sampler.py --sizes S L --dgl-python /tmp/dgl-anchor/bin/python
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pinsage.datasets.synthetic import SIZES, powerlaw_bipartite
+from pinsage.graph import InteractionGraph
+from pinsage.sampling import ImportanceSampler
+
+CONFIGS = [(10, 3), (200, 50)]
+DGL_SCRIPT = Path(__file__).resolve().parents[1].parent / "shared" / "bench" / "dgl_anchor" / "dgl_sampler.py"
+
+
+def seeds_per_second(sampler: ImportanceSampler, n_items: int, seconds: float, batch: int = 512) -> float:
+    rng = np.random.default_rng(1)
+    sampler.sample_arrays(rng.integers(0, n_items, batch))  # compile / warm caches
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        sampler.sample_arrays(rng.integers(0, n_items, batch))
+        n += batch
+    return n / (time.perf_counter() - start)
+
+
+def run_dgl(python: str, size: str, seconds: float) -> dict[tuple[int, int], float]:
+    out = subprocess.run([python, str(DGL_SCRIPT), size, str(seconds)], capture_output=True, text=True,
+                         cwd=DGL_SCRIPT.parent, check=True).stdout
+    found = re.findall(r"dgl walks=(\d+) T=(\d+): (\d+) seeds/s", out)
+    return {(int(w), int(t)): float(v) for w, t, v in found}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", nargs="+", default=["S"], choices=sorted(SIZES))
+    p.add_argument("--seconds", type=float, default=4.0, help="length of one timing window")
+    p.add_argument("--repeats", type=int, default=3, help="timing windows per figure (median reported)")
+    p.add_argument("--threads", type=int, default=None, help="sampler threads (default: all cores)")
+    p.add_argument("--dgl-python", default=None, help="python of a venv with DGL 2.1 (the anchor)")
+    p.add_argument("--out", default="bench_out/sampler.json")
+    args = p.parse_args(argv)
+
+    rows = []
+    for size in args.sizes:
+        n_items, n_users, n_draws = SIZES[size]
+        t0 = time.perf_counter()
+        users, items = powerlaw_bipartite(n_items, n_users, n_draws)
+        gen_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        graph = InteractionGraph.from_edges(users, items, num_groups=n_users, num_items=n_items)
+        build_s = time.perf_counter() - t0
+        del users, items
+        print(f"graph {size}: {graph.num_items} items, {graph.num_groups} groups, {graph.num_edges} edges; "
+              f"generated in {gen_s:.1f} s, built in {build_s:.1f} s, {graph.nbytes / graph.num_edges:.2f} B/edge",
+              flush=True)
+        bytes_per_edge = graph.nbytes / graph.num_edges
+        ours = {}
+        for walks, T in CONFIGS:
+            sampler = ImportanceSampler(graph, num_walks=walks, walk_length=3, restart_prob=0.5,
+                                        num_neighbors=T, num_threads=args.threads)
+            runs = [seeds_per_second(sampler, n_items, args.seconds) for _ in range(args.repeats)]
+            ours[(walks, T)] = runs
+            print(f"  pinsage walks={walks} T={T}: median {statistics.median(runs):,.0f} seeds/s "
+                  f"(runs {', '.join(f'{r:,.0f}' for r in runs)})", flush=True)
+        del graph
+        dgl = {}
+        if args.dgl_python:
+            dgl_runs: dict[tuple[int, int], list[float]] = {c: [] for c in CONFIGS}
+            for _ in range(args.repeats):
+                for c, v in run_dgl(args.dgl_python, size, args.seconds).items():
+                    dgl_runs[c].append(v)
+            dgl = {c: statistics.median(v) for c, v in dgl_runs.items() if v}
+            for c, v in dgl.items():
+                print(f"  dgl     walks={c[0]} T={c[1]}: median {v:,.0f} seeds/s (runs {dgl_runs[c]})", flush=True)
+        for c in CONFIGS:
+            med = statistics.median(ours[c])
+            rows.append({
+                "graph": size, "edges": int(n_draws), "walks": c[0], "T": c[1],
+                "pinsage_seeds_per_s": med, "pinsage_runs": ours[c],
+                "dgl_seeds_per_s": dgl.get(c), "ratio_vs_dgl": med / dgl[c] if c in dgl else None,
+                "gen_s": gen_s, "build_s": build_s, "bytes_per_edge": bytes_per_edge,
+            })
+
+    print("\n| graph | walks | T | pinsage seeds/s | DGL seeds/s | ratio |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        dgl_s = f"{r['dgl_seeds_per_s']:,.0f}" if r["dgl_seeds_per_s"] else "-"
+        ratio = f"{r['ratio_vs_dgl']:.1f}x" if r["ratio_vs_dgl"] else "-"
+        print(f"| {r['graph']} | {r['walks']} | {r['T']} | {r['pinsage_seeds_per_s']:,.0f} | {dgl_s} | {ratio} |")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+                               "batch": 512, "walk_length": 3, "restart_prob": 0.5, "rows": rows}, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
