@@ -1,0 +1,126 @@
+"""``pinsage train``: interactions file in, a run directory out (DESIGN.md's contract).
+
+DIR receives item_embeddings.npy, item_ids.npy, config.yaml, model.pt (+ checkpoint.pt),
+train_log.jsonl and what ``pinsage embed | index | related`` need. The run is built in a sibling
+``.DIR.partial`` directory and renamed into place when complete, so an interrupted run never leaves
+a half-written DIR; ``--resume`` continues from the partial directory's last epoch checkpoint.
+Under ``torchrun`` (WORLD_SIZE > 1) training is data parallel (gloo on CPU, NCCL on GPUs).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from pinsage._io import InputError, read_table
+
+RUN_MARKERS = ("item_embeddings.npy", "config.yaml", "model.pt", "run.json")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train PinSage on an interactions file and write a run directory",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--interactions", required=True, help="CSV or Parquet file of (user/board, item[, time]) rows")
+    p.add_argument("--user-col", required=True, help="column of the groups: users or boards")
+    p.add_argument("--item-col", required=True, help="column of the items")
+    p.add_argument("--time-col", default=None, help="column of interaction times (numbers or datetimes)")
+    p.add_argument("--item-features", default=None, help="CSV or Parquet file of item features")
+    p.add_argument("--item-key", default=None, help="column of --item-features holding the item ids")
+    p.add_argument("--config", default=None, help="YAML config (sections model, sampler, train)")
+    p.add_argument("--out", required=True, help="run directory to write")
+    p.add_argument("--epochs", type=int, default=None, help="override train.epochs")
+    p.add_argument("--seed", type=int, default=None, help="override train.seed")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument("--plots", action="store_true", help="also write training-curve PNGs into the run")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def partial_dir(out: Path) -> Path:
+    return out.parent / f".{out.name}.partial"
+
+
+def _init_distributed() -> bool:
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    return True
+
+
+def run(args: argparse.Namespace) -> int:
+    import pandas as pd  # noqa: F401  (fail early on a broken install)
+    import torch
+
+    from pinsage.config import PinSageConfig
+    from pinsage.estimator import PinSageEmbedder
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a directory")
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        holds_run = any((out / m).exists() for m in RUN_MARKERS)
+        what = "holds another run" if holds_run else "is not empty"
+        raise InputError(f"--out {out}: {what}; pass --overwrite to replace it or choose another directory")
+    if args.item_features and not args.item_key:
+        raise InputError("--item-features needs --item-key (the column holding item ids)")
+    cfg = PinSageConfig.from_yaml(args.config) if args.config else PinSageConfig()
+    if args.epochs is not None:
+        cfg = cfg.override(train__epochs=args.epochs)
+    if args.seed is not None:
+        cfg = cfg.override(train__seed=args.seed)
+
+    df = read_table(args.interactions)
+    feats = read_table(args.item_features) if args.item_features else None
+    if feats is not None and args.item_key not in feats.columns:
+        raise InputError(f"{args.item_features}: --item-key column {args.item_key!r} not found; "
+                         f"columns are {list(feats.columns)}")
+
+    distributed = _init_distributed()
+    rank = int(os.environ.get("RANK", "0"))
+    work = partial_dir(out)
+    if rank == 0:
+        if work.exists() and not args.resume:
+            shutil.rmtree(work)
+        work.mkdir(parents=True, exist_ok=True)
+    if distributed:
+        torch.distributed.barrier()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if distributed and device == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    model = PinSageEmbedder(cfg, device=device, progress=not args.quiet and sys.stderr.isatty())
+    model.fit(df, group_col=args.user_col, item_col=args.item_col, time_col=args.time_col,
+              item_features=feats, item_key=args.item_key, work_dir=work, resume=args.resume,
+              source=str(args.interactions))
+    if rank == 0:
+        model.save_outputs(work, extra={
+            "interactions": str(args.interactions), "user_col": args.user_col, "item_col": args.item_col,
+            "time_col": args.time_col, "item_features": args.item_features, "item_key": args.item_key,
+            "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+        })
+        if args.plots:
+            from pinsage.plot import plot_training_log
+            plot_training_log(work / "train_log.jsonl", work / "training_curve.png")
+        if out.exists():
+            old = out.parent / f".{out.name}.old"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out, old)
+            os.replace(work, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(work, out)
+        t = model.timings_
+        print(f"pinsage train: {model.graph_.num_items} items, {model.graph_.num_groups} groups, "
+              f"{model.graph_.num_edges} edges; trained {cfg.train.epochs} epochs in {t['train_s']:.0f} s "
+              f"(total {t['total_s']:.0f} s); wrote {out}")
+    if distributed:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return 0

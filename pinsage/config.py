@@ -1,0 +1,143 @@
+"""Dataclass configuration for a PinSage run, with YAML in and out.
+
+Every setting a run uses lives here, so ``config.yaml`` written next to a run repeats it exactly.
+Unknown keys in a YAML file are an error naming the key and the section.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pinsage._io import InputError, atomic_path
+
+__all__ = ["ModelConfig", "SamplerConfig", "TrainConfig", "PinSageConfig"]
+
+
+@dataclass
+class ModelConfig:
+    """The network: input encoder, ``num_layers`` ImportanceConv layers, head G1/G2."""
+
+    id_dim: int = 64                 #: learnable id embedding size (0: content features only)
+    hidden_channels: int = 128       #: width of the input projection, the convolutions and G1
+    out_channels: int = 64           #: final embedding size
+    num_layers: int = 2              #: K, convolution layers over K-hop neighbourhoods
+    aggr: str = "importance"         #: neighbour pooling: importance | mean | max | sum
+    dropout: float = 0.0
+    use_features: bool = True        #: use item content features when a features file is given
+    log_degree: bool = True          #: append standardised log(1 + degree) to the node inputs
+
+
+@dataclass
+class SamplerConfig:
+    """Random-walk importance neighbourhoods (see :class:`pinsage.ImportanceSampler`)."""
+
+    num_walks: int = 200
+    walk_length: int = 3
+    restart_prob: float = 0.5
+    num_neighbors: int = 20          #: T, the top-T neighbourhood size
+    resample_every_epoch: bool = False  #: draw fresh neighbourhoods each epoch (else fixed ones)
+
+
+@dataclass
+class TrainConfig:
+    """Positive pairs, negatives with the hard-negative curriculum, and the optimiser."""
+
+    epochs: int = 8
+    batch_size: int = 512            #: positive pairs per step (global, over all processes)
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 100          #: linear warm-up, then linear decay to ``final_lr_ratio * lr``
+    final_lr_ratio: float = 0.1
+    accumulate: int = 1              #: gradient accumulation steps
+    clip_norm: float = 1.0           #: gradient clipping (0: off)
+    margin: float = 0.1              #: max-margin ranking loss margin
+    easy_negatives: int = 500        #: random items shared by every pair of a batch
+    hard_negatives_max: int = 6      #: curriculum: epoch n adds n-1 hard negatives per pair, up to this
+    hard_rank_window: tuple[float, float] = (0.02, 0.10)  #: PPR rank window as catalogue fractions
+    hard_rank_min: tuple[int, int] = (10, 50)  #: ...but at least these absolute ranks
+    pair_window: int = 10            #: with time: pair items at most this many steps apart in a history
+    pairs_per_epoch: int = 0         #: positive pairs per epoch (0: all pairs once)
+    num_workers: int = -1            #: DataLoader worker processes (-1: 1 when >= 2 CPUs, else 0)
+    amp: str = "auto"                #: auto | bf16 | off (auto: bf16 autocast on CUDA where supported)
+    seed: int = 0
+    log_every: int = 20
+
+
+@dataclass
+class PinSageConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["train"]["hard_rank_window"] = list(self.train.hard_rank_window)
+        d["train"]["hard_rank_min"] = list(self.train.hard_rank_min)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None, source: str = "config") -> "PinSageConfig":
+        d = d or {}
+        if not isinstance(d, dict):
+            raise InputError(f"{source}: expected a mapping with sections model, sampler, train")
+        unknown = set(d) - {"model", "sampler", "train"}
+        if unknown:
+            raise InputError(f"{source}: unknown section(s) {sorted(unknown)}; expected model, sampler, train")
+        parts = {}
+        for f in fields(cls):
+            sub_cls = {"model": ModelConfig, "sampler": SamplerConfig, "train": TrainConfig}[f.name]
+            sub = d.get(f.name) or {}
+            names = {x.name: x for x in fields(sub_cls)}
+            bad = set(sub) - set(names)
+            if bad:
+                raise InputError(f"{source}: unknown key(s) {sorted(bad)} in section {f.name!r}; "
+                                 f"known keys: {sorted(names)}")
+            kwargs = {}
+            for key, value in sub.items():
+                default = getattr(sub_cls(), key)
+                if isinstance(default, tuple):
+                    value = tuple(value)
+                elif isinstance(default, bool) and not isinstance(value, bool):
+                    raise InputError(f"{source}: {f.name}.{key} must be true or false, got {value!r}")
+                elif isinstance(default, (int, float)) and not isinstance(default, bool):
+                    if not isinstance(value, (int, float)) or isinstance(value, bool):
+                        raise InputError(f"{source}: {f.name}.{key} must be a number, got {value!r}")
+                    value = type(default)(value) if isinstance(default, float) else value
+                kwargs[key] = value
+            parts[f.name] = sub_cls(**kwargs)
+        return cls(**parts)
+
+    def override(self, **dotted: Any) -> "PinSageConfig":
+        """A copy with ``section__key=value`` overrides, e.g. ``train__epochs=3``."""
+        d = self.to_dict()
+        for key, value in dotted.items():
+            section, _, name = key.partition("__")
+            d.setdefault(section, {})[name] = value
+        return PinSageConfig.from_dict(d, source="overrides")
+
+    def to_yaml(self, path: str | os.PathLike | None = None) -> str:
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            with atomic_path(path) as tmp:
+                Path(tmp).write_text(text)
+        return text
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> "PinSageConfig":
+        path = Path(path)
+        if not path.exists():
+            raise InputError(f"{path}: config file not found")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise InputError(f"{path}: not valid YAML: {exc}") from exc
+        return cls.from_dict(data, source=str(path))
+
+
+def replace(cfg: Any, **kw: Any) -> Any:
+    return dataclasses.replace(cfg, **kw)

@@ -1,0 +1,252 @@
+"""``PinSageEmbedder``: the whole pipeline behind one scikit-learn-like object.
+
+interactions -> :class:`InteractionGraph` -> item features -> importance neighbourhoods ->
+positive pairs + negatives -> :class:`Trainer` -> layer-wise full-graph embeddings.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+
+from pinsage._io import InputError, atomic_path, save_npy_atomic
+from pinsage.config import PinSageConfig
+from pinsage.features import ItemFeatureEncoder, check_unknown, log_degree_feature
+from pinsage.graph import InteractionGraph
+from pinsage.inference import embed_all
+from pinsage.nn.block import Neighborhoods
+from pinsage.nn.model import PinSage
+from pinsage.sampling.importance import ImportanceSampler
+from pinsage.train.loader import PairBatchDataset, make_loader
+from pinsage.train.negatives import curriculum_hard_count, hard_negative_table, rank_window
+from pinsage.train.pairs import positive_pairs
+from pinsage.train.trainer import Trainer
+
+__all__ = ["PinSageEmbedder", "all_neighborhoods"]
+
+
+def all_neighborhoods(sampler: ImportanceSampler, chunk: int = 16384, key_base: int = 0) -> Neighborhoods:
+    """Importance neighbourhoods of every item, sampled once (chunk ``c`` uses key ``key_base + c``)."""
+    n = sampler.graph.num_items
+    indptr_parts, idx_parts, w_parts = [np.zeros(1, dtype=np.int64)], [], []
+    total = 0
+    for c, lo in enumerate(range(0, n, chunk)):
+        nb = sampler(np.arange(lo, min(n, lo + chunk)), key=key_base + c)
+        idx_parts.append(nb.indices.numpy())
+        w_parts.append(nb.weights.numpy())
+        indptr_parts.append(nb.offsets.numpy()[1:] + total)
+        total += len(nb.indices)
+    return Neighborhoods(np.concatenate(indptr_parts), np.concatenate(idx_parts) if idx_parts else np.zeros(0, np.int64),
+                         np.concatenate(w_parts) if w_parts else np.zeros(0, np.float32))
+
+
+def _dist_info() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class PinSageEmbedder:
+    """Learn item embeddings with PinSage; ``fit`` then read ``item_embeddings_`` / ``transform``.
+
+    Example:
+        >>> from pinsage.datasets import make_pinboard
+        >>> data = make_pinboard(n_topics=3, pins_per_topic=20, n_boards=60, seed=0)
+        >>> cfg = PinSageConfig().override(train__epochs=1, sampler__num_walks=20)
+        >>> emb = PinSageEmbedder(cfg, progress=False).fit(
+        ...     data.interactions, group_col="board", item_col="pin")
+        >>> emb.item_embeddings_.shape
+        (60, 64)
+    """
+
+    def __init__(self, config: PinSageConfig | None = None, device: str | torch.device = "cpu",
+                 progress: bool = True) -> None:
+        self.config = config or PinSageConfig()
+        self.device = torch.device(device)
+        self.progress = progress
+
+    # ------------------------------------------------------------------ fit
+    def fit(
+        self,
+        interactions: pd.DataFrame | InteractionGraph,
+        group_col: str | None = None,
+        item_col: str | None = None,
+        time_col: str | None = None,
+        item_features: pd.DataFrame | None = None,
+        item_key: str | None = None,
+        work_dir: str | os.PathLike | None = None,
+        resume: bool = False,
+        source: str = "interactions",
+    ) -> "PinSageEmbedder":
+        """Train on ``interactions`` (a DataFrame with the named columns, or a built graph).
+
+        ``item_features``: optional DataFrame keyed by ``item_key`` (numeric, multi-hot "a|b",
+        categorical and text columns; see :class:`~pinsage.features.ItemFeatureEncoder`).
+        ``work_dir`` holds the checkpoint and the JSONL log (a temporary directory when None).
+        """
+        cfg = self.config
+        t_start = time.perf_counter()
+        rank, world = _dist_info()
+        torch.manual_seed(cfg.train.seed)
+        rng = np.random.default_rng(cfg.train.seed)
+        if isinstance(interactions, InteractionGraph):
+            graph = interactions
+        else:
+            if group_col is None or item_col is None:
+                raise InputError(f"{source}: group_col and item_col are required")
+            graph = InteractionGraph.from_pandas(interactions, group_col, item_col, time_col=time_col, source=source)
+        self.graph_ = graph
+        self.item_ids_ = graph.item_ids
+        self.features_ = self._features(graph, item_features, item_key)
+
+        s = cfg.sampler
+        self.sampler_ = ImportanceSampler(graph, s.num_walks, s.walk_length, s.restart_prob, s.num_neighbors,
+                                          seed=cfg.train.seed)
+        t0 = time.perf_counter()
+        self.neighborhoods_ = all_neighborhoods(self.sampler_)
+        self.timings_ = {"neighborhoods_s": time.perf_counter() - t0}
+
+        t0 = time.perf_counter()
+        pairs = positive_pairs(graph, cfg.train.pair_window, rng)
+        if len(pairs) == 0:
+            raise InputError(f"{source}: no positive pairs: every group holds a single item")
+        hard_table = None
+        if cfg.train.hard_negatives_max > 0 and graph.num_items > 3:
+            window = rank_window(graph.num_items, cfg.train.hard_rank_window, cfg.train.hard_rank_min)
+            hard_table = hard_negative_table(graph, window, rng)
+        self.timings_["pairs_negatives_s"] = time.perf_counter() - t0
+
+        m = cfg.model
+        feature_dim = 0 if self.features_ is None else self.features_.shape[1]
+        self.model_ = PinSage(graph.num_items, feature_dim=feature_dim, id_dim=m.id_dim,
+                              hidden_channels=m.hidden_channels, out_channels=m.out_channels,
+                              num_layers=m.num_layers, aggr=m.aggr, dropout=m.dropout)
+        t = cfg.train
+        workers = t.num_workers if t.num_workers >= 0 else (1 if (os.cpu_count() or 1) >= 2 else 0)
+
+        def dataset(epoch: int) -> PairBatchDataset:
+            nb = self.neighborhoods_
+            if s.resample_every_epoch and epoch > 1:
+                nb = all_neighborhoods(self.sampler_, key_base=epoch * 1_000_003)
+            return PairBatchDataset(pairs, graph.num_items, nb, m.num_layers, self.features_, hard_table,
+                                    t.batch_size, t.easy_negatives,
+                                    curriculum_hard_count(epoch, t.hard_negatives_max), epoch,
+                                    seed=t.seed, pairs_per_epoch=t.pairs_per_epoch, rank=rank, world_size=world)
+
+        steps = len(dataset(1))
+        tmp_dir = None
+        if work_dir is None:
+            import tempfile
+            tmp_dir = tempfile.TemporaryDirectory(prefix="pinsage-")
+            work_dir = tmp_dir.name
+        self.trainer_ = Trainer(self.model_, t, lambda e: make_loader(dataset(e), workers), steps, work_dir,
+                                device=self.device, progress=self.progress)
+        t0 = time.perf_counter()
+        self.trainer_.fit(resume=resume, hard_count_for_epoch=lambda e: curriculum_hard_count(e, t.hard_negatives_max))
+        self.timings_["train_s"] = time.perf_counter() - t0
+        self.history_ = self.trainer_.state.history
+        t0 = time.perf_counter()
+        self.item_embeddings_ = self.embed()
+        self.timings_["inference_s"] = time.perf_counter() - t0
+        self.timings_["total_s"] = time.perf_counter() - t_start
+        if tmp_dir is not None:
+            tmp_dir.cleanup()
+        return self
+
+    def _features(self, graph: InteractionGraph, item_features: pd.DataFrame | None,
+                  item_key: str | None) -> np.ndarray | None:
+        parts = []
+        self.feature_encoder_ = None
+        if item_features is not None and self.config.model.use_features:
+            if item_key is None:
+                raise InputError("item features: item_key (the column holding item ids) is required")
+            check_unknown(item_features, graph.item_ids, item_key)
+            enc = ItemFeatureEncoder(key=item_key)
+            x, _missing = enc.fit_transform(item_features, graph.item_ids)
+            self.feature_encoder_ = enc
+            parts.append(x)
+        if self.config.model.log_degree:
+            parts.append(log_degree_feature(graph.item_degree))
+        return np.ascontiguousarray(np.concatenate(parts, 1), dtype=np.float32) if parts else None
+
+    # ------------------------------------------------------------------ inference
+    def embed(self, chunk_size: int = 8192) -> np.ndarray:
+        """``(num_items, out_channels)`` float32 embeddings of every item, layer-wise over the whole graph."""
+        rank, world = _dist_info()
+        z = embed_all(self.model_, self.neighborhoods_, self.features_, chunk_size=chunk_size,
+                      device=self.device, rank=rank, world_size=world)
+        return z.cpu().numpy().astype(np.float32)
+
+    def transform(self, item_ids: Any = None) -> np.ndarray:
+        """Embeddings of the given original item ids (all items when None), ``(n, d)``."""
+        if item_ids is None:
+            return self.item_embeddings_
+        return self.item_embeddings_[self.graph_.item_index(item_ids)]
+
+    def similar_items(self, item_ids: Any, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Related items by cosine similarity (exact search): ``(ids (n, k), scores (n, k))``."""
+        from pinsage.index import ItemIndex
+
+        if getattr(self, "_index", None) is None:
+            self._index = ItemIndex.build(self.item_embeddings_, self.item_ids_, kind="exact")
+        return self._index.related(np.atleast_1d(np.asarray(item_ids)), k=k)
+
+    # ------------------------------------------------------------------ persistence
+    def save_outputs(self, run_dir: str | os.PathLike, extra: dict | None = None) -> None:
+        """Write the run contract into ``run_dir`` (which should be a fresh temp dir renamed on success):
+        item_embeddings.npy, item_ids.npy, config.yaml, model.pt, graph/, neighborhoods.npz,
+        item_features.npy, feature_encoder.json, run.json."""
+        run_dir = Path(run_dir)
+        save_npy_atomic(run_dir / "item_embeddings.npy", self.item_embeddings_.astype(np.float32))
+        save_npy_atomic(run_dir / "item_ids.npy", np.asarray(self.item_ids_))
+        self.config.to_yaml(run_dir / "config.yaml")
+        m = self.model_
+        with atomic_path(run_dir / "model.pt") as tmp:
+            torch.save({"state_dict": m.state_dict(), "kwargs": dict(
+                num_items=m.num_items, feature_dim=m.feature_dim, id_dim=m.id_dim,
+                hidden_channels=m.hidden_channels, out_channels=m.out_channels, num_layers=m.num_layers,
+                aggr=m.aggr, dropout=m.dropout)}, tmp)
+        self.graph_.save(run_dir / "graph")
+        nb = self.neighborhoods_
+        with atomic_path(run_dir / "neighborhoods.npz") as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, indptr=nb.indptr, indices=nb.indices, weights=nb.weights)
+        if self.features_ is not None:
+            save_npy_atomic(run_dir / "item_features.npy", self.features_)
+        if self.feature_encoder_ is not None:
+            with atomic_path(run_dir / "feature_encoder.json") as tmp:
+                Path(tmp).write_text(json.dumps(self.feature_encoder_.to_dict()))
+        meta = {"num_items": self.graph_.num_items, "num_groups": self.graph_.num_groups,
+                "num_edges": self.graph_.num_edges, "timings": self.timings_, **(extra or {})}
+        with atomic_path(run_dir / "run.json") as tmp:
+            Path(tmp).write_text(json.dumps(meta, indent=2, default=str))
+
+    @classmethod
+    def load(cls, run_dir: str | os.PathLike) -> "PinSageEmbedder":
+        """Load a run written by ``pinsage train`` / :meth:`save_outputs`."""
+        run_dir = Path(run_dir)
+        for name in ("item_embeddings.npy", "item_ids.npy", "config.yaml", "model.pt"):
+            if not (run_dir / name).exists():
+                raise InputError(f"{run_dir}: not a pinsage run ({name} missing)")
+        self = cls(PinSageConfig.from_yaml(run_dir / "config.yaml"), progress=False)
+        self.item_embeddings_ = np.load(run_dir / "item_embeddings.npy")
+        self.item_ids_ = np.load(run_dir / "item_ids.npy", allow_pickle=False)
+        ckpt = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=False)
+        self.model_ = PinSage(**ckpt["kwargs"])
+        self.model_.load_state_dict(ckpt["state_dict"])
+        self.graph_ = InteractionGraph.load(run_dir / "graph")
+        z = np.load(run_dir / "neighborhoods.npz")
+        self.neighborhoods_ = Neighborhoods(z["indptr"], z["indices"], z["weights"])
+        f = run_dir / "item_features.npy"
+        self.features_ = np.load(f, mmap_mode="r") if f.exists() else None
+        enc = run_dir / "feature_encoder.json"
+        self.feature_encoder_ = ItemFeatureEncoder.from_dict(json.loads(enc.read_text())) if enc.exists() else None
+        self.run_meta_ = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
+        return self

@@ -1,0 +1,150 @@
+"""Producer side of training: minibatches of positive pairs with negatives, K-hop blocks and
+gathered features, built in DataLoader worker processes so the consumer only runs the model."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from pinsage.nn.block import Block, Neighborhoods, build_blocks
+
+__all__ = ["PairBatch", "PairBatchDataset", "make_loader"]
+
+
+@dataclass
+class PairBatch:
+    """One training step's inputs. Embeddings are computed once per distinct node ``nodes``; the
+    other fields index into that list.
+
+    * ``blocks``: K blocks whose last destination nodes are ``nodes`` ``(U,)``;
+    * ``features``: ``(n_src0, f)`` content features of ``blocks[0].src_nodes`` (or None);
+    * ``query``, ``positive``: ``(B,)`` positions in ``nodes``;
+    * ``easy``: ``(N,)`` positions of the shared easy negatives; ``easy_mask`` ``(B, N)``;
+    * ``hard``: ``(B, H)`` positions of per-pair hard negatives; ``hard_mask`` ``(B, H)``.
+    """
+
+    blocks: list[Block]
+    features: torch.Tensor | None
+    nodes: torch.Tensor
+    query: torch.Tensor
+    positive: torch.Tensor
+    easy: torch.Tensor
+    easy_mask: torch.Tensor
+    hard: torch.Tensor
+    hard_mask: torch.Tensor
+
+    def to(self, device: torch.device | str) -> "PairBatch":
+        if torch.device(device).type == "cpu":
+            return self
+        nb = dict(non_blocking=True)
+        return PairBatch(
+            blocks=[b.to(device, **nb) for b in self.blocks],
+            features=None if self.features is None else self.features.to(device, **nb),
+            **{k: getattr(self, k).to(device, **nb) for k in
+               ("nodes", "query", "positive", "easy", "easy_mask", "hard", "hard_mask")},
+        )
+
+
+class PairBatchDataset(IterableDataset):
+    """Yields the :class:`PairBatch` es of one epoch.
+
+    The epoch's pair order, negatives and (when ``neighborhoods`` is a sampler) neighbourhoods
+    depend only on ``(seed, epoch, batch number)``, so any number of workers and a resumed run give
+    the same batches. Batch ``b`` is built by worker ``b % num_workers``; under data parallelism,
+    rank ``r`` of ``world_size`` takes pairs ``r::world_size`` of each global batch.
+    """
+
+    def __init__(
+        self,
+        pairs: np.ndarray,
+        num_items: int,
+        neighborhoods: Neighborhoods,
+        num_layers: int,
+        features: np.ndarray | None,
+        hard_table: np.ndarray | None,
+        batch_size: int,
+        easy_negatives: int,
+        hard_negatives: int,
+        epoch: int,
+        seed: int = 0,
+        pairs_per_epoch: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.pairs = pairs
+        self.num_items = num_items
+        self.neighborhoods = neighborhoods
+        self.num_layers = num_layers
+        self.features = features
+        self.hard_table = hard_table
+        self.batch_size = batch_size
+        self.easy_negatives = easy_negatives
+        self.hard_negatives = hard_negatives if hard_table is not None else 0
+        self.epoch = epoch
+        self.seed = seed
+        self.pairs_per_epoch = pairs_per_epoch
+        self.rank = rank
+        self.world_size = world_size
+
+    def order(self) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, self.epoch, 0xA11])
+        n = len(self.pairs)
+        if self.pairs_per_epoch and self.pairs_per_epoch < n:
+            return rng.choice(n, self.pairs_per_epoch, replace=False)
+        return rng.permutation(n)
+
+    def __len__(self) -> int:
+        n = len(self.order()) if self.pairs_per_epoch else len(self.pairs)
+        return max(1, n // self.batch_size)
+
+    def __iter__(self) -> Iterator[PairBatch]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        order = self.order()
+        n_batches = max(1, len(order) // self.batch_size)
+        for b in range(worker, n_batches, workers):
+            rows = order[b * self.batch_size:(b + 1) * self.batch_size][self.rank::self.world_size]
+            yield self.make_batch(self.pairs[rows], b)
+
+    def make_batch(self, pairs: np.ndarray, batch_number: int) -> PairBatch:
+        rng = np.random.default_rng([self.seed, self.epoch, batch_number, 0xBEE])
+        B = len(pairs)
+        q, p = pairs[:, 0], pairs[:, 1]
+        easy = rng.integers(0, self.num_items, self.easy_negatives)
+        if self.hard_negatives > 0:
+            cand = self.hard_table[q]                                       # (B, C)
+            cols = rng.integers(0, cand.shape[1], (B, self.hard_negatives))
+            hard = np.take_along_axis(cand, cols, 1)
+        else:
+            hard = np.zeros((B, 0), dtype=np.int64)
+        hard_mask = (hard >= 0) & (hard != p[:, None]) & (hard != q[:, None])
+        hard = np.where(hard >= 0, hard, q[:, None])
+        easy_mask = (easy[None, :] != p[:, None]) & (easy[None, :] != q[:, None])
+        nodes, inverse = np.unique(np.concatenate([q, p, easy, hard.ravel()]), return_inverse=True)
+        blocks = build_blocks(torch.from_numpy(nodes), self.neighborhoods, self.num_layers)
+        feats = None
+        if self.features is not None:
+            feats = torch.from_numpy(np.ascontiguousarray(self.features[blocks[0].src_nodes.numpy()]))
+        inv = torch.from_numpy(inverse.astype(np.int64))
+        n_easy = len(easy)
+        return PairBatch(
+            blocks=blocks, features=feats, nodes=torch.from_numpy(nodes),
+            query=inv[:B], positive=inv[B:2 * B], easy=inv[2 * B:2 * B + n_easy],
+            easy_mask=torch.from_numpy(easy_mask),
+            hard=inv[2 * B + n_easy:].reshape(B, -1), hard_mask=torch.from_numpy(hard_mask),
+        )
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)
+
+
+def make_loader(dataset: PairBatchDataset, num_workers: int) -> DataLoader:
+    """A DataLoader over ready-made batches (``batch_size=None``); workers use one thread each."""
+    return DataLoader(dataset, batch_size=None, num_workers=num_workers,
+                      worker_init_fn=_worker_init if num_workers else None,
+                      prefetch_factor=4 if num_workers else None,
+                      persistent_workers=False)

@@ -1,0 +1,33 @@
+"""Max-margin ranking loss (PinSage, eq. 1)."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["max_margin_loss"]
+
+
+def max_margin_loss(
+    query: Tensor, positive: Tensor, negatives: Tensor, margin: float, mask: Tensor | None = None,
+) -> Tensor:
+    r"""Mean hinge :math:`\max(0, s(q, n) - s(q, i) + \Delta)` over pairs and their negatives.
+
+    Args:
+        query: ``(B, d)`` query embeddings :math:`z_q`.
+        positive: ``(B, d)`` positive item embeddings :math:`z_i`.
+        negatives: ``(N, d)`` negatives shared by the batch, or ``(B, N, d)`` per pair.
+        margin: :math:`\Delta`.
+        mask: ``(B, N)`` bool, False where a negative must not count (it is the pair's own item).
+
+    Scores are dot products; the mean runs over the ``B x N`` (pair, negative) terms that count.
+    """
+    pos = (query * positive).sum(-1, keepdim=True)                     # (B, 1)
+    if negatives.dim() == 2:
+        neg = query @ negatives.T                                      # (B, N)
+    else:
+        neg = torch.einsum("bd,bnd->bn", query, negatives)             # (B, N)
+    hinge = torch.relu(neg - pos + margin)
+    if mask is not None:
+        hinge = hinge * mask
+        return hinge.sum() / mask.sum().clamp_min(1)
+    return hinge.mean()

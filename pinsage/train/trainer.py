@@ -1,0 +1,195 @@
+"""The consumer: optimisation loop with warm-up/decay, accumulation, clipping, AMP, JSONL logging,
+atomic per-epoch checkpoints and resume, and data parallelism over torch.distributed."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from pinsage._io import atomic_path
+from pinsage.config import TrainConfig
+from pinsage.nn.model import PinSage
+from pinsage.train.loader import PairBatch
+from pinsage.train.loss import max_margin_loss
+
+__all__ = ["Trainer", "warmup_decay", "TrainState"]
+
+
+def warmup_decay(step: int, warmup: int, total: int, final_ratio: float) -> float:
+    """LR multiplier: linear from ~0 to 1 over ``warmup`` steps, then linear to ``final_ratio`` at ``total``."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    span = max(1, total - warmup)
+    frac = min(1.0, (step - warmup) / span)
+    return 1.0 - (1.0 - final_ratio) * frac
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0          #: epochs completed
+    step: int = 0           #: optimiser steps taken
+    history: list[dict] = field(default_factory=list)
+
+
+def _amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    if mode == "off":
+        return None
+    if mode == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+class Trainer:
+    """Trains a :class:`~pinsage.nn.PinSage` model on :class:`PairBatch` es.
+
+    ``loader_for_epoch(epoch)`` returns an iterable of batches for 1-based ``epoch`` (the
+    curriculum changes the batches per epoch). Checkpoints ``checkpoint.pt`` in ``work_dir`` after
+    every epoch (temp file + rename); :meth:`fit` with ``resume=True`` continues from it and, with
+    the same seed, reaches the same parameters as an uninterrupted run. Under torch.distributed the
+    model is wrapped in DistributedDataParallel and only rank 0 writes files.
+    """
+
+    def __init__(
+        self,
+        model: PinSage,
+        config: TrainConfig,
+        loader_for_epoch: Callable[[int], object],
+        steps_per_epoch: int,
+        work_dir: str | os.PathLike,
+        device: torch.device | str = "cpu",
+        progress: bool = True,
+    ) -> None:
+        self.config = config
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.loader_for_epoch = loader_for_epoch
+        self.steps_per_epoch = max(1, steps_per_epoch // max(1, config.accumulate))
+        self.work_dir = Path(work_dir)
+        self.progress = progress
+        self.distributed = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.net = DistributedDataParallel(self.model) if self.distributed else self.model
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        total = self.steps_per_epoch * config.epochs
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: warmup_decay(s, config.warmup_steps, total, config.final_lr_ratio))
+        self.amp_dtype = _amp_dtype(config.amp, self.device)
+        self.state = TrainState()
+        self.log_path = self.work_dir / "train_log.jsonl"
+        self.checkpoint_path = self.work_dir / "checkpoint.pt"
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self) -> None:
+        if self.rank != 0:
+            return
+        payload = {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "epoch": self.state.epoch, "step": self.state.step,
+            "history": self.state.history, "torch_rng": torch.get_rng_state(),
+        }
+        with atomic_path(self.checkpoint_path) as tmp:
+            torch.save(payload, tmp)
+
+    def load_checkpoint(self) -> bool:
+        if not self.checkpoint_path.exists():
+            return False
+        payload = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        self.state = TrainState(payload["epoch"], payload["step"], payload["history"])
+        torch.set_rng_state(payload["torch_rng"])
+        return True
+
+    def _log(self, record: dict) -> None:
+        if self.rank != 0:
+            return
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    # ------------------------------------------------------------------ loop
+    def compute_loss(self, batch: PairBatch, hard_count: int) -> torch.Tensor:
+        z = self.net(batch.blocks, batch.features)                       # (U, d)
+        q, p = z[batch.query], z[batch.positive]
+        loss = max_margin_loss(q, p, z[batch.easy], self.config.margin, batch.easy_mask)
+        if hard_count > 0 and batch.hard.numel():
+            hard = max_margin_loss(q, p, z[batch.hard], self.config.margin, batch.hard_mask)
+            loss = loss + hard
+        return loss
+
+    def fit(self, resume: bool = False, hard_count_for_epoch: Callable[[int], int] = lambda e: 0) -> TrainState:
+        cfg = self.config
+        if resume and self.load_checkpoint():
+            pass
+        elif self.rank == 0 and self.log_path.exists():
+            self.log_path.unlink()
+        from tqdm.auto import tqdm
+
+        while self.state.epoch < cfg.epochs:
+            epoch = self.state.epoch + 1
+            torch.manual_seed(cfg.seed * 1000 + epoch)
+            hard_count = hard_count_for_epoch(epoch)
+            self.net.train()
+            bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}", unit="step",
+                       disable=not self.progress or self.rank != 0, leave=False)
+            wait = compute = 0.0
+            losses: list[float] = []
+            window: list[float] = []
+            t_prev = time.perf_counter()
+            micro = 0
+            steps_this_epoch = 0
+            for batch in self.loader_for_epoch(epoch):
+                t_got = time.perf_counter()
+                wait += t_got - t_prev
+                batch = batch.to(self.device)
+                with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                                    enabled=self.amp_dtype is not None):
+                    loss = self.compute_loss(batch, hard_count)
+                (loss / cfg.accumulate).backward()
+                micro += 1
+                window.append(float(loss.detach()))
+                if micro % cfg.accumulate == 0:
+                    if cfg.clip_norm > 0:
+                        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
+                    self.optimizer.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self.scheduler.step()
+                    self.state.step += 1
+                    steps_this_epoch += 1
+                    bar.update(1)
+                    if self.state.step % cfg.log_every == 0:
+                        mean = float(np.mean(window))
+                        losses.extend(window)
+                        window = []
+                        bar.set_postfix(loss=f"{mean:.4f}")
+                        self._log({"epoch": epoch, "step": self.state.step, "loss": mean,
+                                   "lr": self.scheduler.get_last_lr()[0], "data_wait_s": wait,
+                                   "compute_s": compute + time.perf_counter() - t_got})
+                    if steps_this_epoch >= self.steps_per_epoch:
+                        t_prev = time.perf_counter()
+                        compute += t_prev - t_got
+                        break
+                t_prev = time.perf_counter()
+                compute += t_prev - t_got
+            bar.close()
+            losses.extend(window)
+            record = {"epoch": epoch, "step": self.state.step, "epoch_loss": float(np.mean(losses)) if losses else math.nan,
+                      "hard_negatives": hard_count, "data_wait_s": wait, "compute_s": compute,
+                      "data_wait_share": wait / max(wait + compute, 1e-9)}
+            self.state.history.append(record)
+            self._log(record)
+            self.state.epoch = epoch
+            self.save_checkpoint()
+        return self.state
