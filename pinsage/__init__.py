@@ -1,5 +1,28 @@
-"""pinsage: PinSage item embeddings from interaction graphs, with FAISS related-item lookups."""
+"""pinsage: PinSage item embeddings from interaction graphs, with FAISS related-item lookups.
+
+The public API:
+
+* data: :class:`InteractionGraph`, :class:`ItemFeatureEncoder`;
+* sampling: :class:`ImportanceSampler`, :func:`personalized_pagerank`, :func:`ppr_rank_window`;
+* model: :class:`ImportanceConv`, :class:`PinSage`, :func:`build_blocks`, :func:`embed_all`;
+* training: :class:`PinSageConfig`, :class:`PinSageEmbedder` (fit / transform / similar_items);
+* serving: :class:`ItemIndex` (build / related / save / load);
+* evaluation: :mod:`pinsage.evaluate` (leave-last-out split, HR/NDCG/MRR, baselines).
+"""
 from pinsage._io import InputError
+from pinsage.config import ModelConfig, PinSageConfig, SamplerConfig, TrainConfig
+from pinsage.estimator import PinSageEmbedder
+from pinsage.features import ItemFeatureEncoder
+from pinsage.graph import InteractionGraph
+from pinsage.index import ItemIndex
+from pinsage.inference import embed_all, embed_sampled
+from pinsage.nn import Block, ImportanceConv, Neighborhoods, PinSage, build_blocks
+from pinsage.sampling import ImportanceSampler, SampledNeighborhoods, personalized_pagerank, ppr_rank_window
 
 __version__ = "0.1.0"
-__all__ = ["InputError", "__version__"]
+__all__ = [
+    "InputError", "InteractionGraph", "ItemFeatureEncoder", "ImportanceSampler", "SampledNeighborhoods",
+    "personalized_pagerank", "ppr_rank_window", "ImportanceConv", "PinSage", "Block", "Neighborhoods",
+    "build_blocks", "embed_all", "embed_sampled", "PinSageConfig", "ModelConfig", "SamplerConfig",
+    "TrainConfig", "PinSageEmbedder", "ItemIndex", "__version__",
+]

@@ -55,7 +55,9 @@ class TrainConfig:
     final_lr_ratio: float = 0.1
     accumulate: int = 1              #: gradient accumulation steps
     clip_norm: float = 1.0           #: gradient clipping (0: off)
+    loss: str = "margin"             #: margin (the paper's max-margin hinge) | softmax (sampled softmax)
     margin: float = 0.1              #: max-margin ranking loss margin
+    temperature: float = 0.1         #: softmax loss temperature
     easy_negatives: int = 500        #: random items shared by every pair of a batch
     hard_negatives_max: int = 6      #: curriculum: epoch n adds n-1 hard negatives per pair, up to this
     hard_rank_window: tuple[float, float] = (0.02, 0.10)  #: PPR rank window as catalogue fractions

@@ -25,7 +25,7 @@ from pinsage.nn.block import Neighborhoods
 from pinsage.nn.model import PinSage
 from pinsage.sampling.importance import ImportanceSampler
 from pinsage.train.loader import PairBatchDataset, make_loader
-from pinsage.train.negatives import curriculum_hard_count, hard_negative_table, rank_window
+from pinsage.train.negatives import HardNegatives, curriculum_hard_count, rank_window
 from pinsage.train.pairs import positive_pairs
 from pinsage.train.trainer import Trainer
 
@@ -120,7 +120,7 @@ class PinSageEmbedder:
         hard_table = None
         if cfg.train.hard_negatives_max > 0 and graph.num_items > 3:
             window = rank_window(graph.num_items, cfg.train.hard_rank_window, cfg.train.hard_rank_min)
-            hard_table = hard_negative_table(graph, window, rng)
+            hard_table = HardNegatives(graph, window, seed=cfg.train.seed)
         self.timings_["pairs_negatives_s"] = time.perf_counter() - t0
 
         m = cfg.model

@@ -101,8 +101,8 @@ def run(args: argparse.Namespace) -> int:
               source=str(args.interactions))
     if rank == 0:
         model.save_outputs(work, extra={
-            "interactions": str(args.interactions), "user_col": args.user_col, "item_col": args.item_col,
-            "time_col": args.time_col, "item_features": args.item_features, "item_key": args.item_key,
+            "interactions": os.path.abspath(args.interactions), "user_col": args.user_col, "item_col": args.item_col,
+            "time_col": args.time_col, "item_features": os.path.abspath(args.item_features) if args.item_features else None, "item_key": args.item_key,
             "world_size": int(os.environ.get("WORLD_SIZE", "1")),
         })
         if args.plots:

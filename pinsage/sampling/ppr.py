@@ -77,12 +77,12 @@ def ppr_rank_window(
 
     The hard-negative window of PinSage (the paper: ranks 2000-5000). Ties are broken by smaller
     item index. Entries beyond the catalogue are -1. Seeds are processed in chunks so memory stays
-    near ``chunk * num_items`` floats (default: 32M floats).
+    near ``chunk * (num_items + num_groups)`` floats (default: at most 256 seeds and 32M floats).
     """
     items = np.asarray(items, dtype=np.int64)
     n = graph.num_items
     if chunk is None:
-        chunk = max(1, int(32_000_000 // max(n + graph.num_groups, 1)))
+        chunk = max(1, min(256, int(32_000_000 // max(n + graph.num_groups, 1))))
     width = stop - start
     out = np.full((len(items), width), -1, dtype=np.int64)
     for lo in range(0, len(items), chunk):

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from pinsage.nn.block import Block, Neighborhoods, build_blocks
+from pinsage.train.negatives import HardNegatives
 
 __all__ = ["PairBatch", "PairBatchDataset", "make_loader"]
 
@@ -64,7 +65,7 @@ class PairBatchDataset(IterableDataset):
         neighborhoods: Neighborhoods,
         num_layers: int,
         features: np.ndarray | None,
-        hard_table: np.ndarray | None,
+        hard_negatives_sampler: "HardNegatives | None",
         batch_size: int,
         easy_negatives: int,
         hard_negatives: int,
@@ -79,10 +80,10 @@ class PairBatchDataset(IterableDataset):
         self.neighborhoods = neighborhoods
         self.num_layers = num_layers
         self.features = features
-        self.hard_table = hard_table
+        self.hard_sampler = hard_negatives_sampler
         self.batch_size = batch_size
         self.easy_negatives = easy_negatives
-        self.hard_negatives = hard_negatives if hard_table is not None else 0
+        self.hard_negatives = hard_negatives if hard_negatives_sampler is not None else 0
         self.epoch = epoch
         self.seed = seed
         self.pairs_per_epoch = pairs_per_epoch
@@ -115,9 +116,7 @@ class PairBatchDataset(IterableDataset):
         q, p = pairs[:, 0], pairs[:, 1]
         easy = rng.integers(0, self.num_items, self.easy_negatives)
         if self.hard_negatives > 0:
-            cand = self.hard_table[q]                                       # (B, C)
-            cols = rng.integers(0, cand.shape[1], (B, self.hard_negatives))
-            hard = np.take_along_axis(cand, cols, 1)
+            hard = self.hard_sampler(q, self.hard_negatives, rng, key=self.epoch * 1_000_003 + batch_number)
         else:
             hard = np.zeros((B, 0), dtype=np.int64)
         hard_mask = (hard >= 0) & (hard != p[:, None]) & (hard != q[:, None])

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["max_margin_loss"]
+__all__ = ["max_margin_loss", "sampled_softmax_loss"]
 
 
 def max_margin_loss(
@@ -31,3 +31,22 @@ def max_margin_loss(
         hinge = hinge * mask
         return hinge.sum() / mask.sum().clamp_min(1)
     return hinge.mean()
+
+
+def sampled_softmax_loss(
+    query: Tensor, positive: Tensor, negatives: Tensor, temperature: float, mask: Tensor | None = None,
+) -> Tensor:
+    r"""Cross-entropy of the positive against the negatives, scores :math:`s/\tau`:
+    :math:`-\log \frac{e^{s(q,i)/\tau}}{e^{s(q,i)/\tau} + \sum_n e^{s(q,n)/\tau}}`, mean over pairs.
+
+    Shapes as :func:`max_margin_loss`; masked negatives are left out of the sum.
+    """
+    pos = (query * positive).sum(-1, keepdim=True)
+    if negatives.dim() == 2:
+        neg = query @ negatives.T
+    else:
+        neg = torch.einsum("bd,bnd->bn", query, negatives)
+    if mask is not None:
+        neg = neg.masked_fill(~mask, float("-inf"))
+    logits = torch.cat([pos, neg], 1) / temperature
+    return (torch.logsumexp(logits, 1) - logits[:, 0]).mean()

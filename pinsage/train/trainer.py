@@ -19,7 +19,7 @@ from pinsage._io import atomic_path
 from pinsage.config import TrainConfig
 from pinsage.nn.model import PinSage
 from pinsage.train.loader import PairBatch
-from pinsage.train.loss import max_margin_loss
+from pinsage.train.loss import max_margin_loss, sampled_softmax_loss
 
 __all__ = ["Trainer", "warmup_decay", "TrainState"]
 
@@ -123,10 +123,17 @@ class Trainer:
     def compute_loss(self, batch: PairBatch, hard_count: int) -> torch.Tensor:
         z = self.net(batch.blocks, batch.features)                       # (U, d)
         q, p = z[batch.query], z[batch.positive]
-        loss = max_margin_loss(q, p, z[batch.easy], self.config.margin, batch.easy_mask)
+        cfg = self.config
+        if cfg.loss == "softmax":
+            negs = z[batch.easy].unsqueeze(0).expand(q.size(0), -1, -1)
+            mask = batch.easy_mask
+            if hard_count > 0 and batch.hard.numel():
+                negs = torch.cat([negs, z[batch.hard]], 1)
+                mask = torch.cat([mask, batch.hard_mask], 1)
+            return sampled_softmax_loss(q, p, negs, cfg.temperature, mask)
+        loss = max_margin_loss(q, p, z[batch.easy], cfg.margin, batch.easy_mask)
         if hard_count > 0 and batch.hard.numel():
-            hard = max_margin_loss(q, p, z[batch.hard], self.config.margin, batch.hard_mask)
-            loss = loss + hard
+            loss = loss + max_margin_loss(q, p, z[batch.hard], cfg.margin, batch.hard_mask)
         return loss
 
     def fit(self, resume: bool = False, hard_count_for_epoch: Callable[[int], int] = lambda e: 0) -> TrainState:

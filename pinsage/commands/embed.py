@@ -1,0 +1,164 @@
+"""``pinsage embed``: embed the items of a new or changed interaction graph with a trained run's model,
+without retraining (PinSage is inductive).
+
+The new interactions file is turned into a graph; every item of it is embedded by the run's
+trained network over importance neighbourhoods sampled on the *new* graph (with the run's sampler
+settings and seed), with node inputs rebuilt on the new graph:
+
+* content features: the run's saved feature encoder applied to ``--item-features`` (default: the
+  run's features file, as recorded in run.json); items without a row get the encoder's missing
+  flag, as in training;
+* the log-degree feature (when the run used it) recomputed from the new graph's degrees;
+* the learnable id embedding (when the run has one): items of the run's training catalogue keep
+  their trained rows; items not in it (new items) get a **zero** id embedding, so they are embedded
+  from their content features and graph neighbourhood alone.
+
+Items of the run that are absent from the new file are not embedded. When the new file is the
+training file, the output equals the run's ``item_embeddings.npy`` (same neighbourhoods and inputs).
+
+Output: ``--out FILE.npy`` float32 ``(n, d)``, one row per item of the new graph, and the items'
+original ids in the same order in ``--ids-out`` (default: ``FILE_ids.npy`` beside ``--out``); both
+written atomically.
+
+Example::
+
+    pinsage embed --run runs/pins --interactions pins_today.csv --out today.npy
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pinsage._io import InputError, read_table, save_npy_atomic
+from pinsage.commands.index import load_run_meta, require_run
+from pinsage.commands.related import resolve_run_path
+
+RUN_FILES = ("item_ids.npy", "config.yaml", "model.pt")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("embed", help="embed the items of a new/changed interactions file with a trained run",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", required=True, metavar="DIR", help="run directory written by `pinsage train`")
+    p.add_argument("--interactions", required=True, help="CSV or Parquet file of (user/board, item[, time]) rows")
+    p.add_argument("--user-col", default=None, help="column of the groups (default: the run's)")
+    p.add_argument("--item-col", default=None, help="column of the items (default: the run's)")
+    p.add_argument("--time-col", default=None, help="column of interaction times (default: the run's, if present)")
+    p.add_argument("--item-features", default=None,
+                   help="CSV or Parquet file of item features (default: the run's features file)")
+    p.add_argument("--item-key", default=None, help="column of --item-features holding the item ids "
+                                                     "(default: the run's)")
+    p.add_argument("--out", required=True, metavar="FILE.npy", help="embeddings output, float32 (n, d)")
+    p.add_argument("--ids-out", default=None, metavar="FILE.npy",
+                   help="item ids output, same row order (default: FILE_ids.npy beside --out)")
+    p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1, ...")
+    p.set_defaults(func=run)
+
+
+def default_ids_out(out: Path) -> Path:
+    stem = out.name[:-4] if out.name.lower().endswith(".npy") else out.name
+    return out.with_name(f"{stem}_ids.npy")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from pinsage.config import PinSageConfig
+    from pinsage.estimator import all_neighborhoods
+    from pinsage.features import ItemFeatureEncoder, log_degree_feature
+    from pinsage.graph import InteractionGraph
+    from pinsage.inference import embed_all
+    from pinsage.nn.model import PinSage
+    from pinsage.sampling.importance import ImportanceSampler
+
+    run_dir = require_run(args.run, RUN_FILES)
+    meta = load_run_meta(run_dir)
+    out = Path(args.out)
+    ids_out = Path(args.ids_out) if args.ids_out else default_ids_out(out)
+    if out.resolve() == ids_out.resolve():
+        raise InputError(f"--ids-out {ids_out}: must differ from --out")
+    if args.item_features and not (args.item_key or meta.get("item_key")):
+        raise InputError("--item-features needs --item-key (the column holding item ids)")
+
+    user_col = args.user_col or meta.get("user_col")
+    item_col = args.item_col or meta.get("item_col")
+    if not user_col or not item_col:
+        raise InputError(f"--run {run_dir}: run.json does not name the user/item columns; "
+                         "give --user-col and --item-col")
+    df = read_table(args.interactions, columns=[user_col, item_col] + ([args.time_col] if args.time_col else []))
+    time_col = args.time_col or meta.get("time_col")
+    if time_col and time_col not in df.columns:
+        time_col = None  # the run's time column is optional here: embedding does not use times
+    graph = InteractionGraph.from_pandas(df, user_col, item_col, time_col=time_col, source=str(args.interactions))
+
+    cfg = PinSageConfig.from_yaml(run_dir / "config.yaml")
+    try:
+        ckpt = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=False)
+        kwargs, state = dict(ckpt["kwargs"]), dict(ckpt["state_dict"])
+    except Exception as exc:  # torch raises many types on a corrupt file
+        raise InputError(f"{run_dir / 'model.pt'}: could not be read as a pinsage model: {exc}") from exc
+    train_ids = np.load(run_dir / "item_ids.npy", allow_pickle=False)
+
+    # ---- node inputs on the new graph
+    parts = []
+    enc_path = run_dir / "feature_encoder.json"
+    if enc_path.is_file():
+        enc = ItemFeatureEncoder.from_dict(json.loads(enc_path.read_text(encoding="utf-8")))
+        if args.item_features:
+            feat_path = Path(args.item_features)
+        else:
+            feat_path = resolve_run_path(meta.get("item_features"), run_dir)
+            if feat_path is None:
+                raise InputError(f"--run {run_dir}: the model uses item content features and the run's "
+                                 f"features file {meta.get('item_features')!r} is gone; give --item-features")
+        key = args.item_key or meta.get("item_key") or enc.key
+        feats = read_table(feat_path, columns=[key])
+        if key != enc.key:
+            feats = feats.drop(columns=[enc.key], errors="ignore").rename(columns={key: enc.key})
+        x, _missing = enc.transform(feats, graph.item_ids)
+        parts.append(x)
+    if cfg.model.log_degree:
+        parts.append(log_degree_feature(graph.item_degree))
+    features = np.ascontiguousarray(np.concatenate(parts, 1), dtype=np.float32) if parts else None
+    got = 0 if features is None else features.shape[1]
+    if got != int(kwargs.get("feature_dim", 0)):
+        raise InputError(f"--run {run_dir}: rebuilt node inputs have {got} columns but the model expects "
+                         f"{kwargs.get('feature_dim', 0)}; the run's feature encoder/config and model.pt disagree")
+
+    # ---- the model over the new catalogue: trained id rows for known items, zeros for new ones
+    lookup = pd.Index(train_ids.astype(object) if train_ids.dtype.kind in "US" else train_ids)
+    new_ids = np.asarray(graph.item_ids)
+    known_rows = np.asarray(lookup.get_indexer(new_ids.astype(object) if new_ids.dtype.kind in "US" else new_ids),
+                            dtype=np.int64)
+    n_new = int((known_rows < 0).sum())
+    kwargs["num_items"] = graph.num_items
+    model = PinSage(**kwargs)
+    if "id_embedding.weight" in state:
+        old = state["id_embedding.weight"]
+        w = torch.zeros((graph.num_items, old.shape[1]), dtype=old.dtype)
+        known = torch.from_numpy(known_rows >= 0)
+        w[known] = old[torch.from_numpy(known_rows[known_rows >= 0])]
+        state["id_embedding.weight"] = w
+    model.load_state_dict(state)
+
+    # ---- neighbourhoods on the new graph, as in training (same settings and seed)
+    s = cfg.sampler
+    sampler = ImportanceSampler(graph, s.num_walks, s.walk_length, s.restart_prob, s.num_neighbors,
+                                seed=cfg.train.seed)
+    nb = all_neighborhoods(sampler)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    try:
+        device = torch.device(device)
+    except RuntimeError as exc:
+        raise InputError(f"--device {args.device!r}: {exc}") from exc
+    z = embed_all(model, nb, features, device=device).cpu().numpy().astype(np.float32)
+
+    save_npy_atomic(out, z)
+    save_npy_atomic(ids_out, new_ids)
+    print(f"pinsage embed: {graph.num_items} items ({n_new} not in the run's training catalogue), "
+          f"{graph.num_groups} groups, {graph.num_edges} edges; wrote {out} {z.shape} and {ids_out}")
+    return 0

@@ -1,0 +1,101 @@
+"""``pinsage evaluate``: related-item retrieval quality of a run's embeddings on held-out pairs.
+
+``--test FILE`` is a CSV or Parquet file of held-out rows with columns ``query`` and ``target``
+(item ids) and, optionally, ``user`` (the user/board id, as in the run's --user-col) -- e.g. the
+``test`` table of :func:`pinsage.evaluation.leave_last_out`, whose ``train`` table the run was
+trained on. For every row the whole catalogue is scored by dot product with the query's embedding;
+the query and, when a ``user`` column is given, the user's training items (the run's graph) are
+excluded; the target's rank gives HR@k, NDCG@k, MRR (DESIGN.md's protocol, computed by
+:func:`pinsage.evaluation.evaluate_embeddings`; ties count as a random tie-break). Rows whose query
+or target is not among the run's items are skipped and counted.
+
+Example::
+
+    pinsage evaluate --run runs/ml100k --test ml100k_test.csv
+    pinsage evaluate --run runs/ml100k --test ml100k_test.csv --k 20 --json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pandas as pd
+
+from pinsage._io import InputError, read_table
+from pinsage.commands.index import load_embeddings_and_ids, require_run
+from pinsage.commands.related import coerce_ids
+
+TEST_COLUMNS = ("query", "target")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="HR@k, NDCG@k, MRR of a run's embeddings on held-out (user, query, target) rows",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", required=True, metavar="DIR", help="run directory written by `pinsage train`")
+    p.add_argument("--test", required=True, metavar="FILE",
+                   help="CSV/Parquet with columns query, target and optionally user")
+    p.add_argument("--k", type=int, default=10, help="cut-off of HR@k and NDCG@k (default 10)")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.set_defaults(func=run)
+
+
+def _as_ids(col: pd.Series, like: np.ndarray) -> np.ndarray:
+    """The column's values in the dtype of ``like`` where they differ (e.g. ints read as strings);
+    values that cannot convert become ids that match nothing."""
+    vals = col.to_numpy()
+    if vals.dtype.kind == like.dtype.kind or (vals.dtype == object and like.dtype.kind in "US"):
+        return vals.astype(object) if vals.dtype.kind in "US" else vals
+    conv, bad = coerce_ids([("" if pd.isna(v) else v) for v in vals.tolist()], like)
+    if bad:
+        conv = conv.astype(object)
+        bad_set = set(map(str, bad))
+        for j, v in enumerate(vals.tolist()):
+            if str(v) in bad_set or pd.isna(v):
+                conv[j] = f"\x00pinsage-unknown-{j}"  # matches no id
+    return conv
+
+
+def run(args: argparse.Namespace) -> int:
+    from pinsage.evaluation import Split, evaluate_embeddings
+
+    if args.k < 1:
+        raise InputError(f"--k must be a positive integer, got {args.k}")
+    run_dir = require_run(args.run)
+    emb, ids = load_embeddings_and_ids(run_dir)
+    test = read_table(args.test, columns=list(TEST_COLUMNS))
+    if len(test) == 0:
+        raise InputError(f"--test {args.test}: no rows")
+    has_user = "user" in test.columns
+    frame = pd.DataFrame({"query": _as_ids(test["query"], ids), "target": _as_ids(test["target"], ids)})
+    if has_user:
+        if not (run_dir / "graph").is_dir():
+            raise InputError(f"--run {run_dir}: graph/ missing; it is needed to exclude the users' training "
+                             "items (or drop the test file's user column)")
+        from pinsage.graph import InteractionGraph
+
+        graph = InteractionGraph.load(run_dir / "graph")
+        users = np.asarray(graph.group_ids)
+        train = pd.DataFrame({"user": users[graph.edge_groups()],
+                              "item": np.asarray(graph.item_ids)[graph.group_items]})
+        frame.insert(0, "user", _as_ids(test["user"], users))
+    else:
+        # no users: exclude only the query. Test users 0..n-1 match no training row; the one
+        # placeholder row (user -1) keeps the user x item matrix non-empty.
+        train = pd.DataFrame({"user": np.full(1, -1, dtype=np.int64), "item": ids[:1]})
+        frame.insert(0, "user", np.arange(len(frame), dtype=np.int64))
+    split = Split(train=train, test=frame, user_col="user", item_col="item")
+    res = evaluate_embeddings(emb, split, item_ids=ids, k=args.k)
+    res = {"k": args.k, **res, "excluded_user_items": has_user}
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    print(f"pinsage evaluate: {run_dir} on {args.test}: {res['n_evaluated']} rows evaluated, "
+          f"{res['n_skipped']} skipped (query or target not among the run's {len(ids)} items)")
+    names = [f"HR@{args.k}", f"NDCG@{args.k}", "MRR", "MRR_scaled", "mean_rank"]
+    width = max(len(n) for n in names)
+    print(f"{'metric':<{width}}  value")
+    for n in names:
+        v = res[n]
+        print(f"{n:<{width}}  {v:.4f}" if n != "mean_rank" else f"{n:<{width}}  {v:.1f}")
+    return 0
