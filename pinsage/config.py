@@ -101,16 +101,7 @@ class PinSageConfig:
                                  f"known keys: {sorted(names)}")
             kwargs = {}
             for key, value in sub.items():
-                default = getattr(sub_cls(), key)
-                if isinstance(default, tuple):
-                    value = tuple(value)
-                elif isinstance(default, bool) and not isinstance(value, bool):
-                    raise InputError(f"{source}: {f.name}.{key} must be true or false, got {value!r}")
-                elif isinstance(default, (int, float)) and not isinstance(default, bool):
-                    if not isinstance(value, (int, float)) or isinstance(value, bool):
-                        raise InputError(f"{source}: {f.name}.{key} must be a number, got {value!r}")
-                    value = type(default)(value) if isinstance(default, float) else value
-                kwargs[key] = value
+                kwargs[key] = _check_value(f"{source}: {f.name}.{key}", getattr(sub_cls(), key), value, key)
             parts[f.name] = sub_cls(**kwargs)
         return cls(**parts)
 
@@ -139,6 +130,40 @@ class PinSageConfig:
         except yaml.YAMLError as exc:
             raise InputError(f"{path}: not valid YAML: {exc}") from exc
         return cls.from_dict(data, source=str(path))
+
+
+#: allowed values of the string settings
+CHOICES = {"aggr": ("importance", "mean", "max", "sum"), "loss": ("margin", "softmax"),
+           "amp": ("auto", "bf16", "off")}
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_value(where: str, default: Any, value: Any, key: str) -> Any:
+    """Validate ``value`` against the type of ``default``; raise InputError naming ``where``."""
+    if isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)) or len(value) != len(default) or not all(map(_is_number, value)):
+            raise InputError(f"{where} must be a list of {len(default)} numbers, got {value!r}")
+        return tuple(type(d)(v) for d, v in zip(default, value))
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise InputError(f"{where} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if not _is_number(value) or float(value) != int(value):
+            raise InputError(f"{where} must be a whole number, got {value!r}")
+        return int(value)
+    if isinstance(default, float):
+        if not _is_number(value):
+            raise InputError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if isinstance(default, str):
+        if key in CHOICES and value not in CHOICES[key]:
+            raise InputError(f"{where} must be one of {list(CHOICES[key])}, got {value!r}")
+        return str(value)
+    return value
 
 
 def replace(cfg: Any, **kw: Any) -> Any:

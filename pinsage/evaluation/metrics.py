@@ -153,8 +153,9 @@ def evaluate_scores(score_fn: ScoreFn, split: Split, k: int = 10, batch_size: in
             raise ValueError(f"score_fn returned shape {scores.shape}, expected {(len(qb), n_items)}")
         # user's training items (rows absent from the matrix have none) plus the query itself
         has = ub >= 0
-        starts = np.where(has, indptr[np.maximum(ub, 0)], 0)
-        lens = np.where(has, indptr[np.maximum(ub, 0) + 1] - starts, 0)
+        row = np.clip(ub, 0, max(len(indptr) - 2, 0))  # safe index even with no training users
+        starts = np.where(has, indptr[row], 0)
+        lens = np.where(has, indptr[row + 1] - starts, 0) if len(indptr) > 1 else np.zeros_like(starts)
         rr = np.repeat(np.arange(len(qb)), lens)
         offs = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
         cc = indices[np.repeat(starts, lens) + offs]

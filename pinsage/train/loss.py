@@ -34,19 +34,26 @@ def max_margin_loss(
 
 
 def sampled_softmax_loss(
-    query: Tensor, positive: Tensor, negatives: Tensor, temperature: float, mask: Tensor | None = None,
+    query: Tensor, positive: Tensor, shared: Tensor, temperature: float, shared_mask: Tensor | None = None,
+    per_pair: Tensor | None = None, per_pair_mask: Tensor | None = None,
 ) -> Tensor:
     r"""Cross-entropy of the positive against the negatives, scores :math:`s/\tau`:
     :math:`-\log \frac{e^{s(q,i)/\tau}}{e^{s(q,i)/\tau} + \sum_n e^{s(q,n)/\tau}}`, mean over pairs.
 
-    Shapes as :func:`max_margin_loss`; masked negatives are left out of the sum.
+    Args:
+        query, positive: ``(B, d)``.
+        shared: ``(N, d)`` negatives shared by the batch; ``shared_mask`` ``(B, N)`` bool (False: skip).
+        per_pair: optional ``(B, H, d)`` per-pair negatives; ``per_pair_mask`` ``(B, H)``.
     """
-    pos = (query * positive).sum(-1, keepdim=True)
-    if negatives.dim() == 2:
-        neg = query @ negatives.T
-    else:
-        neg = torch.einsum("bd,bnd->bn", query, negatives)
-    if mask is not None:
-        neg = neg.masked_fill(~mask, float("-inf"))
-    logits = torch.cat([pos, neg], 1) / temperature
-    return (torch.logsumexp(logits, 1) - logits[:, 0]).mean()
+    logits = [(query * positive).sum(-1, keepdim=True)]
+    neg = query @ shared.T
+    if shared_mask is not None:
+        neg = neg.masked_fill(~shared_mask, float("-inf"))
+    logits.append(neg)
+    if per_pair is not None and per_pair.numel():
+        hard = torch.bmm(per_pair, query.unsqueeze(-1)).squeeze(-1)
+        if per_pair_mask is not None:
+            hard = hard.masked_fill(~per_pair_mask, float("-inf"))
+        logits.append(hard)
+    z = torch.cat(logits, 1) / temperature
+    return (torch.logsumexp(z, 1) - z[:, 0]).mean()

@@ -125,12 +125,9 @@ class Trainer:
         q, p = z[batch.query], z[batch.positive]
         cfg = self.config
         if cfg.loss == "softmax":
-            negs = z[batch.easy].unsqueeze(0).expand(q.size(0), -1, -1)
-            mask = batch.easy_mask
-            if hard_count > 0 and batch.hard.numel():
-                negs = torch.cat([negs, z[batch.hard]], 1)
-                mask = torch.cat([mask, batch.hard_mask], 1)
-            return sampled_softmax_loss(q, p, negs, cfg.temperature, mask)
+            hard = z[batch.hard] if hard_count > 0 and batch.hard.numel() else None
+            return sampled_softmax_loss(q, p, z[batch.easy], cfg.temperature, batch.easy_mask,
+                                        hard, batch.hard_mask)
         loss = max_margin_loss(q, p, z[batch.easy], cfg.margin, batch.easy_mask)
         if hard_count > 0 and batch.hard.numel():
             loss = loss + max_margin_loss(q, p, z[batch.hard], cfg.margin, batch.hard_mask)
