@@ -148,8 +148,17 @@ class PinSageEmbedder:
             work_dir = tmp_dir.name
         self.trainer_ = Trainer(self.model_, t, lambda e: make_loader(dataset(e), workers), steps, work_dir,
                                 device=self.device, progress=self.progress)
+        # leave one core per loader worker: an OpenMP team that shares its cores with the producers
+        # spins at every barrier (measured: 30x slower steps on a loaded 2-core machine)
+        threads = torch.get_num_threads()
+        if self.device.type == "cpu" and workers:
+            torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 1) - workers)))
         t0 = time.perf_counter()
-        self.trainer_.fit(resume=resume, hard_count_for_epoch=lambda e: curriculum_hard_count(e, t.hard_negatives_max))
+        try:
+            self.trainer_.fit(resume=resume,
+                              hard_count_for_epoch=lambda e: curriculum_hard_count(e, t.hard_negatives_max))
+        finally:
+            torch.set_num_threads(threads)
         self.timings_["train_s"] = time.perf_counter() - t0
         self.history_ = self.trainer_.state.history
         t0 = time.perf_counter()
