@@ -30,6 +30,7 @@ class ModelConfig:
     dropout: float = 0.0
     use_features: bool = True        #: use item content features when a features file is given
     log_degree: bool = True          #: append standardised log(1 + degree) to the node inputs
+    spectral_dim: int = 64           #: structural inputs: rank of the graph's truncated SVD (0: off)
 
 
 @dataclass
@@ -51,7 +52,7 @@ class TrainConfig:
     batch_size: int = 512            #: positive pairs per step (global, over all processes)
     lr: float = 3e-3
     weight_decay: float = 0.0
-    warmup_steps: int = 100          #: linear warm-up, then linear decay to ``final_lr_ratio * lr``
+    warmup_steps: int = 100          #: linear warm-up (at most 1/5 of all steps), then linear decay to ``final_lr_ratio * lr``
     final_lr_ratio: float = 0.1
     accumulate: int = 1              #: gradient accumulation steps
     clip_norm: float = 1.0           #: gradient clipping (0: off)

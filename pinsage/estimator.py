@@ -24,6 +24,7 @@ from pinsage.inference import embed_all
 from pinsage.nn.block import Neighborhoods
 from pinsage.nn.model import PinSage
 from pinsage.sampling.importance import ImportanceSampler
+from pinsage.spectral import spectral_item_features
 from pinsage.train.loader import PairBatchDataset, make_loader
 from pinsage.train.negatives import HardNegatives, curriculum_hard_count, rank_window
 from pinsage.train.pairs import positive_pairs
@@ -181,6 +182,8 @@ class PinSageEmbedder:
             x, _missing = enc.fit_transform(item_features, graph.item_ids)
             self.feature_encoder_ = enc
             parts.append(x)
+        if self.config.model.spectral_dim > 0:
+            parts.append(spectral_item_features(graph, self.config.model.spectral_dim, seed=self.config.train.seed))
         if self.config.model.log_degree:
             parts.append(log_degree_feature(graph.item_degree))
         return np.ascontiguousarray(np.concatenate(parts, 1), dtype=np.float32) if parts else None

@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from pinsage.config import PinSageConfig
     from pinsage.estimator import all_neighborhoods
     from pinsage.features import ItemFeatureEncoder, log_degree_feature
+    from pinsage.spectral import fold_in_spectral
     from pinsage.graph import InteractionGraph
     from pinsage.inference import embed_all
     from pinsage.nn.model import PinSage
@@ -103,8 +104,20 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{run_dir / 'model.pt'}: could not be read as a pinsage model: {exc}") from exc
     train_ids = np.load(run_dir / "item_ids.npy", allow_pickle=False)
 
-    # ---- node inputs on the new graph
+    # ---- neighbourhoods on the new graph, as in training (same settings and seed)
+    s = cfg.sampler
+    sampler = ImportanceSampler(graph, s.num_walks, s.walk_length, s.restart_prob, s.num_neighbors,
+                                seed=cfg.train.seed)
+    nb = all_neighborhoods(sampler)
+
+    lookup = pd.Index(train_ids.astype(object) if train_ids.dtype.kind in "US" else train_ids)
+    new_ids = np.asarray(graph.item_ids)
+    known_rows = np.asarray(lookup.get_indexer(new_ids.astype(object) if new_ids.dtype.kind in "US" else new_ids),
+                            dtype=np.int64)
+
+    # ---- node inputs on the new graph: [content | spectral | log degree], as in training
     parts = []
+    content_dim = 0
     enc_path = run_dir / "feature_encoder.json"
     if enc_path.is_file():
         enc = ItemFeatureEncoder.from_dict(json.loads(enc_path.read_text(encoding="utf-8")))
@@ -121,6 +134,11 @@ def run(args: argparse.Namespace) -> int:
             feats = feats.drop(columns=[enc.key], errors="ignore").rename(columns={key: enc.key})
         x, _missing = enc.transform(feats, graph.item_ids)
         parts.append(x)
+        content_dim = x.shape[1]
+    if cfg.model.spectral_dim > 0:
+        saved = np.load(run_dir / "item_features.npy", mmap_mode="r")
+        trained = np.asarray(saved[:, content_dim:content_dim + cfg.model.spectral_dim])
+        parts.append(fold_in_spectral(trained, known_rows, nb.indptr, nb.indices, nb.weights))
     if cfg.model.log_degree:
         parts.append(log_degree_feature(graph.item_degree))
     features = np.ascontiguousarray(np.concatenate(parts, 1), dtype=np.float32) if parts else None
@@ -130,10 +148,6 @@ def run(args: argparse.Namespace) -> int:
                          f"{kwargs.get('feature_dim', 0)}; the run's feature encoder/config and model.pt disagree")
 
     # ---- the model over the new catalogue: trained id rows for known items, zeros for new ones
-    lookup = pd.Index(train_ids.astype(object) if train_ids.dtype.kind in "US" else train_ids)
-    new_ids = np.asarray(graph.item_ids)
-    known_rows = np.asarray(lookup.get_indexer(new_ids.astype(object) if new_ids.dtype.kind in "US" else new_ids),
-                            dtype=np.int64)
     n_new = int((known_rows < 0).sum())
     kwargs["num_items"] = graph.num_items
     model = PinSage(**kwargs)
@@ -145,11 +159,6 @@ def run(args: argparse.Namespace) -> int:
         state["id_embedding.weight"] = w
     model.load_state_dict(state)
 
-    # ---- neighbourhoods on the new graph, as in training (same settings and seed)
-    s = cfg.sampler
-    sampler = ImportanceSampler(graph, s.num_walks, s.walk_length, s.restart_prob, s.num_neighbors,
-                                seed=cfg.train.seed)
-    nb = all_neighborhoods(sampler)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     try:
         device = torch.device(device)

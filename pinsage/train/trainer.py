@@ -82,8 +82,10 @@ class Trainer:
         self.net = DistributedDataParallel(self.model) if self.distributed else self.model
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         total = self.steps_per_epoch * config.epochs
+        # a short run still reaches its peak rate: warm-up is at most a fifth of all steps
+        warmup = min(config.warmup_steps, total // 5)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: warmup_decay(s, config.warmup_steps, total, config.final_lr_ratio))
+            self.optimizer, lambda s: warmup_decay(s, warmup, total, config.final_lr_ratio))
         self.amp_dtype = _amp_dtype(config.amp, self.device)
         self.state = TrainState()
         self.log_path = self.work_dir / "train_log.jsonl"
