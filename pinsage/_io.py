@@ -11,7 +11,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-__all__ = ["atomic_path", "atomic_dir", "save_npy_atomic", "read_table", "InputError"]
+__all__ = ["atomic_path", "atomic_dir", "replace_dir", "save_npy_atomic", "read_table", "InputError"]
 
 
 class InputError(ValueError):
@@ -49,17 +49,26 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Move the complete directory ``src`` onto ``dst``, replacing any existing ``dst`` whole.
+
+    Two renames: ``dst`` aside, ``src`` into place; the old copy is removed afterwards.
+    """
+    src, dst = Path(src), Path(dst)
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(dst, old)
+        os.replace(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dst)
 
 
 def save_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> None:

@@ -14,7 +14,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from pinsage._io import InputError, read_table
+from pinsage._io import InputError, read_table, replace_dir
 
 RUN_MARKERS = ("item_embeddings.npy", "config.yaml", "model.pt", "run.json")
 
@@ -34,7 +34,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None, help="override train.seed")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
-    p.add_argument("--plots", action="store_true", help="also write training-curve PNGs into the run")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -96,26 +95,21 @@ def run(args: argparse.Namespace) -> int:
     if distributed and device == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     model = PinSageEmbedder(cfg, device=device, progress=not args.quiet and sys.stderr.isatty())
-    model.fit(df, group_col=args.user_col, item_col=args.item_col, time_col=args.time_col,
-              item_features=feats, item_key=args.item_key, work_dir=work, resume=args.resume,
-              source=str(args.interactions))
+    try:
+        model.fit(df, group_col=args.user_col, item_col=args.item_col, time_col=args.time_col,
+                  item_features=feats, item_key=args.item_key, work_dir=work, resume=args.resume,
+                  source=str(args.interactions))
+    except InputError:
+        if rank == 0 and not (work / "checkpoint.pt").exists():
+            shutil.rmtree(work, ignore_errors=True)  # nothing to resume: leave no trace
+        raise
     if rank == 0:
         model.save_outputs(work, extra={
             "interactions": os.path.abspath(args.interactions), "user_col": args.user_col, "item_col": args.item_col,
             "time_col": args.time_col, "item_features": os.path.abspath(args.item_features) if args.item_features else None, "item_key": args.item_key,
             "world_size": int(os.environ.get("WORLD_SIZE", "1")),
         })
-        if args.plots:
-            from pinsage.plot import plot_training_log
-            plot_training_log(work / "train_log.jsonl", work / "training_curve.png")
-        if out.exists():
-            old = out.parent / f".{out.name}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(work, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(work, out)
+        replace_dir(work, out)
         t = model.timings_
         print(f"pinsage train: {model.graph_.num_items} items, {model.graph_.num_groups} groups, "
               f"{model.graph_.num_edges} edges; trained {cfg.train.epochs} epochs in {t['train_s']:.0f} s "
