@@ -33,9 +33,9 @@ ABLATIONS: dict[str, tuple[dict, bool]] = {
     "mean pooling instead of importance": ({"model": {"aggr": "mean"}}, False),
     "no hard negatives (curriculum off)": ({"train": {"hard_negatives_max": 0}}, False),
     "T=10 neighbours": ({"sampler": {"num_neighbors": 10}}, False),
-    "T=50 neighbours": ({"sampler": {"num_neighbors": 50}}, False),
     "10 walks, T=3 (DGL example's sampler)": ({"sampler": {"num_walks": 10, "num_neighbors": 3}}, False),
-    "max-margin loss": ({"train": {"loss": "margin"}}, False),
+    "no spectral inputs (id embedding only)": ({"model": {"spectral_dim": 0}}, False),
+    "max-margin loss (margin 0.1)": ({"train": {"loss": "margin"}}, False),
 }
 
 

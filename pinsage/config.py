@@ -40,7 +40,7 @@ class SamplerConfig:
     num_walks: int = 200
     walk_length: int = 3
     restart_prob: float = 0.5
-    num_neighbors: int = 20          #: T, the top-T neighbourhood size
+    num_neighbors: int = 50          #: T, the top-T neighbourhood size (the paper's 50)
     resample_every_epoch: bool = False  #: draw fresh neighbourhoods each epoch (else fixed ones)
 
 
@@ -48,23 +48,24 @@ class SamplerConfig:
 class TrainConfig:
     """Positive pairs, negatives with the hard-negative curriculum, and the optimiser."""
 
-    epochs: int = 8
+    epochs: int = 10
     batch_size: int = 512            #: positive pairs per step (global, over all processes)
-    lr: float = 3e-3
+    lr: float = 5e-3
     weight_decay: float = 0.0
     warmup_steps: int = 100          #: linear warm-up (at most 1/5 of all steps), then linear decay to ``final_lr_ratio * lr``
     final_lr_ratio: float = 0.1
     accumulate: int = 1              #: gradient accumulation steps
     clip_norm: float = 1.0           #: gradient clipping (0: off)
-    loss: str = "margin"             #: margin (the paper's max-margin hinge) | softmax (sampled softmax)
+    loss: str = "softmax"            #: softmax (sampled softmax; better on MovieLens, docs/quality.md) | margin (the paper's hinge)
     margin: float = 0.1              #: max-margin ranking loss margin
-    temperature: float = 0.1         #: softmax loss temperature
+    temperature: float = 0.07        #: softmax loss temperature
     easy_negatives: int = 500        #: random items shared by every pair of a batch
     hard_negatives_max: int = 6      #: curriculum: epoch n adds n-1 hard negatives per pair, up to this
-    hard_rank_window: tuple[float, float] = (0.02, 0.10)  #: PPR rank window as catalogue fractions
+    hard_rank_window: tuple[float, float] = (0.15, 0.40)  #: PPR rank window as catalogue fractions
     hard_rank_min: tuple[int, int] = (10, 50)  #: ...but at least these absolute ranks
+    hard_rank_max: tuple[int, int] = (2000, 5000)  #: ...and at most these (the paper's window)
     pair_window: int = 10            #: with time: pair items at most this many steps apart in a history
-    pairs_per_epoch: int = 0         #: positive pairs per epoch (0: all pairs once)
+    pairs_per_epoch: int = 200_000   #: positive pairs sampled per epoch (0: all pairs once)
     num_workers: int = -1            #: DataLoader worker processes (-1: 1 when >= 2 CPUs, else 0)
     amp: str = "auto"                #: auto | bf16 | off (auto: bf16 autocast on CUDA where supported)
     seed: int = 0

@@ -120,7 +120,8 @@ class PinSageEmbedder:
             raise InputError(f"{source}: no positive pairs: every group holds a single item")
         hard_table = None
         if cfg.train.hard_negatives_max > 0 and graph.num_items > 3:
-            window = rank_window(graph.num_items, cfg.train.hard_rank_window, cfg.train.hard_rank_min)
+            window = rank_window(graph.num_items, cfg.train.hard_rank_window, cfg.train.hard_rank_min,
+                                 cfg.train.hard_rank_max)
             hard_table = HardNegatives(graph, window, seed=cfg.train.seed)
         self.timings_["pairs_negatives_s"] = time.perf_counter() - t0
 
