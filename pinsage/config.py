@@ -105,7 +105,9 @@ class PinSageConfig:
             for key, value in sub.items():
                 kwargs[key] = _check_value(f"{source}: {f.name}.{key}", getattr(sub_cls(), key), value, key)
             parts[f.name] = sub_cls(**kwargs)
-        return cls(**parts)
+        cfg = cls(**parts)
+        _validate_ranges(cfg, source)
+        return cfg
 
     def override(self, **dotted: Any) -> "PinSageConfig":
         """A copy with ``section__key=value`` overrides, e.g. ``train__epochs=3``."""
@@ -166,6 +168,33 @@ def _check_value(where: str, default: Any, value: Any, key: str) -> Any:
             raise InputError(f"{where} must be one of {list(CHOICES[key])}, got {value!r}")
         return str(value)
     return value
+
+
+def _validate_ranges(cfg: "PinSageConfig", source: str) -> None:
+    """Raise InputError naming the first setting outside its range."""
+    m, s, t = cfg.model, cfg.sampler, cfg.train
+    checks = [
+        ("model.num_layers", m.num_layers >= 1, ">= 1"), ("model.hidden_channels", m.hidden_channels >= 1, ">= 1"),
+        ("model.out_channels", m.out_channels >= 1, ">= 1"), ("model.id_dim", m.id_dim >= 0, ">= 0"),
+        ("model.spectral_dim", m.spectral_dim >= 0, ">= 0"), ("model.dropout", 0 <= m.dropout < 1, "in [0, 1)"),
+        ("sampler.num_walks", s.num_walks >= 1, ">= 1"), ("sampler.walk_length", s.walk_length >= 1, ">= 1"),
+        ("sampler.num_neighbors", s.num_neighbors >= 1, ">= 1"),
+        ("sampler.restart_prob", 0 <= s.restart_prob <= 1, "in [0, 1]"),
+        ("train.epochs", t.epochs >= 0, ">= 0"), ("train.batch_size", t.batch_size >= 1, ">= 1"),
+        ("train.lr", t.lr > 0, "> 0"), ("train.accumulate", t.accumulate >= 1, ">= 1"),
+        ("train.log_every", t.log_every >= 1, ">= 1"), ("train.temperature", t.temperature > 0, "> 0"),
+        ("train.easy_negatives", t.easy_negatives >= 1, ">= 1"),
+        ("train.hard_negatives_max", t.hard_negatives_max >= 0, ">= 0"),
+        ("train.pairs_per_epoch", t.pairs_per_epoch >= 0, ">= 0"), ("train.pair_window", t.pair_window >= 1, ">= 1"),
+        ("train.hard_rank_window", 0 <= t.hard_rank_window[0] < t.hard_rank_window[1] <= 1,
+         "two fractions 0 <= lo < hi <= 1"),
+        ("train.num_workers", t.num_workers >= -1, ">= -1"),
+    ]
+    for name, ok, expected in checks:
+        if not ok:
+            section, key = name.split(".")
+            value = getattr(getattr(cfg, section), key)
+            raise InputError(f"{source}: {name} must be {expected}, got {value!r}")
 
 
 def replace(cfg: Any, **kw: Any) -> Any:

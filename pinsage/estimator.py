@@ -119,7 +119,7 @@ class PinSageEmbedder:
         if len(pairs) == 0:
             raise InputError(f"{source}: no positive pairs: every group holds a single item")
         hard_table = None
-        if cfg.train.hard_negatives_max > 0 and graph.num_items > 3:
+        if cfg.train.hard_negatives_max > 0 and cfg.train.epochs >= 2 and graph.num_items > 3:
             window = rank_window(graph.num_items, cfg.train.hard_rank_window, cfg.train.hard_rank_min,
                                  cfg.train.hard_rank_max)
             hard_table = HardNegatives(graph, window, seed=cfg.train.seed)
@@ -142,14 +142,20 @@ class PinSageEmbedder:
                                     curriculum_hard_count(epoch, t.hard_negatives_max), epoch,
                                     seed=t.seed, pairs_per_epoch=t.pairs_per_epoch, rank=rank, world_size=world)
 
+        if t.batch_size < world:
+            raise InputError(f"train.batch_size {t.batch_size} is smaller than the {world} processes")
         steps = len(dataset(1))
         tmp_dir = None
         if work_dir is None:
             import tempfile
             tmp_dir = tempfile.TemporaryDirectory(prefix="pinsage-")
             work_dir = tmp_dir.name
+        sig_cfg = cfg.to_dict()
+        sig_cfg["train"].pop("epochs")  # extending a finished run with more epochs is allowed
+        signature = {"num_items": graph.num_items, "num_groups": graph.num_groups, "num_edges": graph.num_edges,
+                     "feature_dim": feature_dim, "config": sig_cfg}
         self.trainer_ = Trainer(self.model_, t, lambda e: make_loader(dataset(e), workers), steps, work_dir,
-                                device=self.device, progress=self.progress)
+                                device=self.device, progress=self.progress, signature=signature)
         # leave one core per loader worker: an OpenMP team that shares its cores with the producers
         # spins at every barrier (measured: 30x slower steps on a loaded 2-core machine)
         threads = torch.get_num_threads()
@@ -161,14 +167,14 @@ class PinSageEmbedder:
                               hard_count_for_epoch=lambda e: curriculum_hard_count(e, t.hard_negatives_max))
         finally:
             torch.set_num_threads(threads)
+            if tmp_dir is not None:
+                tmp_dir.cleanup()
         self.timings_["train_s"] = time.perf_counter() - t0
         self.history_ = self.trainer_.state.history
         t0 = time.perf_counter()
         self.item_embeddings_ = self.embed()
         self.timings_["inference_s"] = time.perf_counter() - t0
         self.timings_["total_s"] = time.perf_counter() - t_start
-        if tmp_dir is not None:
-            tmp_dir.cleanup()
         return self
 
     def _features(self, graph: InteractionGraph, item_features: pd.DataFrame | None,

@@ -172,8 +172,16 @@ class InteractionGraph:
         """
         groups = np.asarray(groups)
         items = np.asarray(items)
+        if groups.ndim != 1 or groups.shape != items.shape or len(groups) == 0:
+            raise InputError(f"groups and items must be non-empty 1-D arrays of one length, got shapes "
+                             f"{groups.shape} and {items.shape}")
+        if groups.dtype.kind not in "iu" or items.dtype.kind not in "iu":
+            raise InputError(f"groups and items must hold integer indices, got {groups.dtype} and {items.dtype}")
         num_groups = int(groups.max()) + 1 if num_groups is None else int(num_groups)
         num_items = int(items.max()) + 1 if num_items is None else int(num_items)
+        for name, arr, n in (("group", groups, num_groups), ("item", items, num_items)):
+            if arr.min() < 0 or arr.max() >= n:
+                raise InputError(f"{name} indices must lie in [0, {n}), got [{arr.min()}, {arr.max()}]")
         key = groups.astype(np.int64) * num_items + items.astype(np.int64)
         if weight is None and time is None:
             key_sorted = np.sort(key, kind="stable")
@@ -281,9 +289,16 @@ class InteractionGraph:
     def _factorize(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         try:
             codes, uniques = pd.factorize(col, sort=True)
-        except TypeError:  # mixed types that do not sort
-            codes, uniques = pd.factorize(col, sort=False)
+        except TypeError as exc:  # mixed types that do not sort
+            kinds = sorted({type(v).__name__ for v in col.iloc[:100000]})
+            raise InputError(f"column {col.name!r} mixes id types {kinds}; convert it to one type "
+                             f"(e.g. all strings) first") from exc
         uniques = np.asarray(uniques)
+        if uniques.dtype == object:
+            kinds = pd.Series(uniques).map(type).unique()
+            if len(kinds) > 1:
+                raise InputError(f"column {col.name!r} mixes id types {sorted(k.__name__ for k in kinds)}; "
+                                 f"convert it to one type (e.g. all strings) first")
         if uniques.dtype == object and len(uniques) and all(isinstance(u, str) for u in uniques[:1000]):
             try:
                 uniques = uniques.astype(str)
@@ -301,6 +316,10 @@ class InteractionGraph:
             return s.astype("int64").to_numpy()
         t = pd.to_numeric(s, errors="coerce")
         bad = t.isna().to_numpy()
+        if bad.any() and not pd.api.types.is_numeric_dtype(s):
+            d = pd.to_datetime(s, errors="coerce", utc=True, format="mixed")  # dates read from CSV as text
+            if not d.isna().any():
+                return d.astype("int64").to_numpy()
         if bad.any():
             raise InputError(f"{source}: column {col!r} must hold numeric times (or datetimes), "
                              f"e.g. {_example_row(df, bad)}")
@@ -354,7 +373,10 @@ class InteractionGraph:
         header_file = path / "graph.json"
         if not header_file.exists():
             raise InputError(f"{path}: not a saved InteractionGraph (no graph.json)")
-        header = json.loads(header_file.read_text())
+        try:
+            header = json.loads(header_file.read_text())
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{header_file}: not valid JSON: {exc}") from exc
         if header.get("format_version") != FORMAT_VERSION:
             raise InputError(f"{header_file}: format version {header.get('format_version')} "
                              f"is not the supported {FORMAT_VERSION}")
@@ -371,10 +393,11 @@ class InteractionGraph:
                 arrays[name] = None
         ids = {}
         for name in ("item_ids", "group_ids"):
-            if header[f"{name}_dtype"] == "object":
-                ids[name] = pd.read_parquet(path / f"{name}.parquet")["id"].to_numpy()
-            else:
-                ids[name] = np.load(path / f"{name}.npy")
+            f = path / (f"{name}.parquet" if header.get(f"{name}_dtype") == "object" else f"{name}.npy")
+            try:
+                ids[name] = pd.read_parquet(f)["id"].to_numpy() if f.suffix == ".parquet" else np.load(f)
+            except (OSError, ValueError, KeyError) as exc:
+                raise InputError(f"{f}: missing or unreadable: {exc}") from exc
         g = cls(item_ids=ids["item_ids"], group_ids=ids["group_ids"], **arrays)
         if (g.num_items, g.num_groups, g.num_edges) != (header["num_items"], header["num_groups"], header["num_edges"]):
             raise InputError(f"{path}: array sizes do not match graph.json (a truncated or mixed save)")

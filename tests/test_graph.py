@@ -145,3 +145,25 @@ def test_to_pyg_and_scipy(frame):
     assert (data["item", "rev_contains", "group"].edge_index.flip(0) == ei).all()
     X = g.to_scipy()
     assert X.shape == (3, 3) and X.nnz == 5
+
+
+def test_dates_read_as_text_are_times(tmp_path):
+    df = pd.DataFrame({"u": [1, 1, 2], "i": [1, 2, 1], "when": ["2020-01-02", "2020-01-01", "2021-05-01"]})
+    df.to_csv(tmp_path / "d.csv", index=False)
+    g = InteractionGraph.from_file(tmp_path / "d.csv", "u", "i", time_col="when")
+    assert g.edge_time[0] > g.edge_time[1]  # (u1, i1) on Jan 2 is later than (u1, i2) on Jan 1
+
+
+def test_from_edges_rejects_out_of_range_and_mismatched():
+    with pytest.raises(InputError, match="item indices must lie in"):
+        InteractionGraph.from_edges(np.array([0, 0, 1]), np.array([1, 7, 0]), num_items=5)
+    with pytest.raises(InputError, match="one length"):
+        InteractionGraph.from_edges(np.array([0, 1]), np.array([1]))
+    with pytest.raises(InputError, match="group indices"):
+        InteractionGraph.from_edges(np.array([-1, 0]), np.array([0, 1]))
+
+
+def test_mixed_id_types_are_a_clear_error():
+    df = pd.DataFrame({"u": [1, 2], "i": pd.Series([1, "a"], dtype=object)})
+    with pytest.raises(InputError, match="mixes id types"):
+        InteractionGraph.from_pandas(df, "u", "i")

@@ -574,3 +574,23 @@ def test_data_parallel_torchrun(files, int_run, tmp_path):
     assert q_ddp > 0.4, (q_ddp, q_single)
     assert abs(q_ddp - q_single) < 0.15, (q_ddp, q_single)
     print(f"torchrun 2 procs: {elapsed:.1f} s; same-topic@5 ddp {q_ddp:.3f} vs single {q_single:.3f}")
+
+
+@pytest.mark.parametrize("key,value", [("train__batch_size", 0), ("train__temperature", 0.0),
+                                       ("sampler__restart_prob", 1.5), ("train__hard_rank_window", [0.5, 0.1])])
+def test_config_ranges_are_checked(key, value):
+    with pytest.raises(InputError, match=key.replace("__", ".")):
+        PinSageConfig().override(**{key: value})
+
+
+def test_accumulation_steps_even_with_fewer_batches_than_accumulate(data):
+    est = PinSageEmbedder(tiny_config(train__accumulate=64, train__epochs=1), progress=False).fit(
+        data.interactions, **FIT)
+    assert est.trainer_.state.step >= 1
+
+
+def test_resume_refuses_a_checkpoint_of_other_data(data, tmp_path):
+    PinSageEmbedder(tiny_config(train__epochs=1), progress=False).fit(data.interactions, work_dir=tmp_path, **FIT)
+    fewer = data.interactions.iloc[: len(data.interactions) // 2]
+    with pytest.raises(InputError, match="another run"):
+        PinSageEmbedder(tiny_config(), progress=False).fit(fewer, work_dir=tmp_path, resume=True, **FIT)

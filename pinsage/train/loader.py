@@ -133,7 +133,7 @@ class PairBatchDataset(IterableDataset):
             blocks=blocks, features=feats, nodes=torch.from_numpy(nodes),
             query=inv[:B], positive=inv[B:2 * B], easy=inv[2 * B:2 * B + n_easy],
             easy_mask=torch.from_numpy(easy_mask),
-            hard=inv[2 * B + n_easy:].reshape(B, -1), hard_mask=torch.from_numpy(hard_mask),
+            hard=inv[2 * B + n_easy:].reshape(B, hard.shape[1]), hard_mask=torch.from_numpy(hard_mask),
         )
 
 

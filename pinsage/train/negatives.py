@@ -55,7 +55,7 @@ class HardNegatives:
         if graph.num_items <= TABLE_MAX_ITEMS:
             self.table = np.concatenate([
                 self._window(np.arange(a, min(a + 4096, graph.num_items)), key=a)
-                for a in range(0, graph.num_items, 4096)])
+                for a in range(0, graph.num_items, 4096)]).astype(np.int32)
 
     def _window(self, items: np.ndarray, key: int) -> np.ndarray:
         nbr, _cnt, _n = self.sampler.sample_arrays(items, key=key)

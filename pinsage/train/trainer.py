@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from pinsage._io import atomic_path
+from pinsage._io import InputError, atomic_path
 from pinsage.config import TrainConfig
 from pinsage.nn.model import PinSage
 from pinsage.train.loader import PairBatch
@@ -69,8 +69,10 @@ class Trainer:
         work_dir: str | os.PathLike,
         device: torch.device | str = "cpu",
         progress: bool = True,
+        signature: dict | None = None,
     ) -> None:
         self.config = config
+        self.signature = signature  #: what a checkpoint must match to be resumed (sizes, config)
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.loader_for_epoch = loader_for_epoch
@@ -98,7 +100,7 @@ class Trainer:
         payload = {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "epoch": self.state.epoch, "step": self.state.step,
-            "history": self.state.history, "torch_rng": torch.get_rng_state(),
+            "history": self.state.history, "torch_rng": torch.get_rng_state(), "signature": self.signature,
         }
         with atomic_path(self.checkpoint_path) as tmp:
             torch.save(payload, tmp)
@@ -106,12 +108,16 @@ class Trainer:
     def load_checkpoint(self) -> bool:
         if not self.checkpoint_path.exists():
             return False
-        payload = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        payload = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        if payload.get("signature") not in (None, self.signature):
+            raise InputError(f"{self.checkpoint_path}: the checkpoint belongs to another run (data, model or "
+                             f"config differ: {payload.get('signature')} vs {self.signature}); "
+                             "start without --resume")
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
         self.state = TrainState(payload["epoch"], payload["step"], payload["history"])
-        torch.set_rng_state(payload["torch_rng"])
+        torch.set_rng_state(payload["torch_rng"].cpu())
         return True
 
     def _log(self, record: dict) -> None:
@@ -124,6 +130,8 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def compute_loss(self, batch: PairBatch, hard_count: int) -> torch.Tensor:
         z = self.net(batch.blocks, batch.features)                       # (U, d)
+        if batch.query.numel() == 0:
+            return z.sum() * 0.0  # this rank got no pairs: contribute zero gradients, not NaN
         q, p = z[batch.query], z[batch.positive]
         cfg = self.config
         if cfg.loss == "softmax":
@@ -156,7 +164,10 @@ class Trainer:
             t_prev = time.perf_counter()
             micro = 0
             steps_this_epoch = 0
-            for batch in self.loader_for_epoch(epoch):
+            self.optimizer.zero_grad(set_to_none=True)
+            loader = self.loader_for_epoch(epoch)
+            n_batches = len(loader) if hasattr(loader, "__len__") else None
+            for batch in loader:
                 t_got = time.perf_counter()
                 wait += t_got - t_prev
                 batch = batch.to(self.device)
@@ -166,7 +177,7 @@ class Trainer:
                 (loss / cfg.accumulate).backward()
                 micro += 1
                 window.append(float(loss.detach()))
-                if micro % cfg.accumulate == 0:
+                if micro % cfg.accumulate == 0 or micro == n_batches:
                     if cfg.clip_norm > 0:
                         torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
                     self.optimizer.step()
