@@ -363,12 +363,8 @@ def test_resume_reaches_the_uninterrupted_result(data, tmp_path):
     assert [r["epoch"] for r in lines if "epoch_loss" in r] == [1, 2]
 
 
-def test_resume_after_an_interruption_restores_the_schedule(data, tmp_path, monkeypatch):
-    """The epochs=1-then-2 test above only matches because the default 100 warm-up steps outlast
-    the 22 steps, so the LR never depends on ``epochs``. Here the run keeps ``epochs=2``, is
-    interrupted after epoch 1, and the schedule (warm-up 5 steps, then decay) must carry over."""
-    cfg = tiny_config(train__warmup_steps=5)
-    full = PinSageEmbedder(cfg, progress=False).fit(data.interactions, **FIT)
+def interrupt_after_epoch_1(monkeypatch) -> None:
+    """Make training raise KeyboardInterrupt right after the epoch-1 checkpoint is written."""
     original = Trainer.save_checkpoint
 
     def save_then_interrupt(self):
@@ -377,6 +373,15 @@ def test_resume_after_an_interruption_restores_the_schedule(data, tmp_path, monk
             raise KeyboardInterrupt
 
     monkeypatch.setattr(Trainer, "save_checkpoint", save_then_interrupt)
+
+
+def test_resume_after_an_interruption_restores_the_schedule(data, tmp_path, monkeypatch):
+    """The epochs=1-then-2 test above uses a constant learning rate, which does not depend on
+    ``epochs``. Here the run keeps ``epochs=2``, is interrupted after epoch 1, and the schedule
+    (warm-up 5 steps, then decay) must carry over."""
+    cfg = tiny_config(train__warmup_steps=5)
+    full = PinSageEmbedder(cfg, progress=False).fit(data.interactions, **FIT)
+    interrupt_after_epoch_1(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         PinSageEmbedder(cfg, progress=False).fit(data.interactions, work_dir=tmp_path, **FIT)
     monkeypatch.undo()
@@ -517,14 +522,7 @@ def test_cli_features_need_item_key(files, tmp_path, capsys):
 def test_cli_interrupted_run_resumes(files, int_run, tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     partial = tmp_path / ".run.partial"
-    original = Trainer.save_checkpoint
-
-    def save_then_interrupt(self):
-        original(self)
-        if self.state.epoch == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Trainer, "save_checkpoint", save_then_interrupt)
+    interrupt_after_epoch_1(monkeypatch)
     assert main(train_args(files, "int.csv", out, "--seed", "3")) == 130
     assert "interrupted" in capsys.readouterr().err
     assert not out.exists()

@@ -98,7 +98,7 @@ class PairBatchDataset(IterableDataset):
         return rng.permutation(n)
 
     def __len__(self) -> int:
-        n = len(self.order()) if self.pairs_per_epoch else len(self.pairs)
+        n = min(self.pairs_per_epoch, len(self.pairs)) if self.pairs_per_epoch else len(self.pairs)
         return max(1, n // self.batch_size)
 
     def __iter__(self) -> Iterator[PairBatch]:
