@@ -7,7 +7,9 @@ The public API:
 * model: :class:`ImportanceConv`, :class:`PinSage`, :func:`build_blocks`, :func:`embed_all`;
 * training: :class:`PinSageConfig`, :class:`PinSageEmbedder` (fit / transform / similar_items);
 * serving: :class:`ItemIndex` (build / related / save / load);
-* evaluation: :mod:`pinsage.evaluate` (leave-last-out split, HR/NDCG/MRR, baselines).
+* evaluation: :mod:`pinsage.evaluate` (leave-last-out split, HR/NDCG/MRR, baselines);
+* figures: :mod:`pinsage.plot` (training curve, metric vs K, embedding map; needs the ``plot``
+  extra and is not imported by ``import pinsage``).
 """
 from pinsage._io import InputError
 from pinsage.config import ModelConfig, PinSageConfig, SamplerConfig, TrainConfig

@@ -31,6 +31,7 @@ class ModelConfig:
     use_features: bool = True        #: use item content features when a features file is given
     log_degree: bool = True          #: append standardised log(1 + degree) to the node inputs
     spectral_dim: int = 64           #: structural inputs: rank of the graph's truncated SVD (0: off)
+    magnitude: bool = False          #: learned embedding length: dot products rank by length x cosine (popularity-aware)
 
 
 @dataclass
@@ -74,11 +75,22 @@ class TrainConfig:
 
 @dataclass
 class PinSageConfig:
+    """Every setting of a run: sections ``model``, ``sampler`` and ``train``, YAML in and out.
+
+    Example:
+        >>> cfg = PinSageConfig().override(train__epochs=3, sampler__num_neighbors=10)
+        >>> cfg.train.epochs, cfg.sampler.num_neighbors, cfg.model.aggr
+        (3, 10, 'importance')
+        >>> PinSageConfig.from_dict(yaml.safe_load(cfg.to_yaml())) == cfg
+        True
+    """
+
     model: ModelConfig = field(default_factory=ModelConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict of the settings (tuples as lists), as written to ``config.yaml``."""
         d = asdict(self)
         d["train"]["hard_rank_window"] = list(self.train.hard_rank_window)
         d["train"]["hard_rank_min"] = list(self.train.hard_rank_min)
@@ -86,6 +98,8 @@ class PinSageConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None, source: str = "config") -> "PinSageConfig":
+        """Build from nested dicts; unknown sections or keys and out-of-range values raise
+        :class:`~pinsage.InputError` naming ``source`` and the key. Missing keys keep their defaults."""
         d = d or {}
         if not isinstance(d, dict):
             raise InputError(f"{source}: expected a mapping with sections model, sampler, train")
@@ -118,6 +132,7 @@ class PinSageConfig:
         return PinSageConfig.from_dict(d, source="overrides")
 
     def to_yaml(self, path: str | os.PathLike | None = None) -> str:
+        """The settings as YAML text; also written (atomically) to ``path`` when given."""
         text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         if path is not None:
             with atomic_path(path) as tmp:
@@ -126,6 +141,7 @@ class PinSageConfig:
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "PinSageConfig":
+        """Read a YAML file written by :meth:`to_yaml` or by hand (any subset of the settings)."""
         path = Path(path)
         if not path.exists():
             raise InputError(f"{path}: config file not found")

@@ -192,7 +192,9 @@ class ItemFeatureEncoder:
     ngram_range : (min_n, max_n) word n-grams hashed from text.
     seed : the CRC-32 start value of text hashing.
 
-    After :meth:`fit`: ``columns_`` (list of ``(name, kind)``), ``feature_names_``, ``dim``.
+    Attributes
+    ----------
+    columns_ : list of ``(name, kind)``, set by :meth:`fit`; also ``feature_names_`` and ``dim``.
     """
 
     def __init__(

@@ -169,6 +169,13 @@ class InteractionGraph:
         Duplicate (group, item) pairs are merged: weights summed (or counted when ``weight`` is None;
         the count array is kept only when some pair repeats), time = the latest. ``item_ids`` /
         ``group_ids`` default to ``arange``. Cost: one sort of ``E`` int64 keys plus linear passes.
+
+        Example:
+            >>> g = InteractionGraph.from_edges(groups=np.array([0, 0, 1, 1, 1]), items=np.array([0, 1, 1, 2, 2]))
+            >>> g.num_groups, g.num_items, g.num_edges       # the repeated (1, 2) edge is merged
+            (2, 3, 4)
+            >>> g.item_degree.tolist(), g.edge_weight.tolist()
+            ([1, 2, 1], [1.0, 1.0, 1.0, 2.0])
         """
         groups = np.asarray(groups)
         items = np.asarray(items)

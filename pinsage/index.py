@@ -210,6 +210,16 @@ class ItemIndex:
     dim : int        embedding dimension ``d``.
     ids : ndarray    (n,) original ids, row order of the index.
     params : dict    build and search parameters (JSON-serialisable).
+
+    Examples
+    --------
+    >>> emb = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]], dtype=np.float32)
+    >>> index = ItemIndex.build(emb, ids=["a", "b", "c", "d"], kind="exact")
+    >>> ids, scores = index.related("a", k=2)       # the query itself is left out
+    >>> ids.tolist(), [round(float(s), 2) for s in scores]
+    (['b', 'd'], [0.99, 0.11])
+    >>> index.related(["a", "c"], k=1)[0].tolist()
+    [['b'], ['d']]
     """
 
     def __init__(self, index: faiss.Index, ids: np.ndarray, kind: str, metric: str, params: dict):

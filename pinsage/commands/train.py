@@ -1,7 +1,8 @@
 """``pinsage train``: interactions file in, a run directory out (DESIGN.md's contract).
 
 DIR receives item_embeddings.npy, item_ids.npy, config.yaml, model.pt (+ checkpoint.pt),
-train_log.jsonl and what ``pinsage embed | index | related`` need. The run is built in a sibling
+train_log.jsonl and what ``pinsage embed | index | related`` need; with ``--plots`` also
+training_curve.png and embedding_map.png. The run is built in a sibling
 ``.DIR.partial`` directory and renamed into place when complete, so an interrupted run never leaves
 a half-written DIR; ``--resume`` continues from the partial directory's last epoch checkpoint.
 Under ``torchrun`` (WORLD_SIZE > 1) training is data parallel (gloo on CPU, NCCL on GPUs).
@@ -35,6 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--plots", action="store_true",
+                   help="also write training_curve.png and embedding_map.png (needs pinsage[plot])")
     p.set_defaults(func=run)
 
 
@@ -70,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--out {out}: {what}; pass --overwrite to replace it or choose another directory")
     if args.item_features and not args.item_key:
         raise InputError("--item-features needs --item-key (the column holding item ids)")
+    if getattr(args, "plots", False):
+        _check_plot_deps()
     cfg = PinSageConfig.from_yaml(args.config) if args.config else PinSageConfig()
     if args.epochs is not None:
         cfg = cfg.override(train__epochs=args.epochs)
@@ -109,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
             "time_col": args.time_col, "item_features": os.path.abspath(args.item_features) if args.item_features else None, "item_key": args.item_key,
             "world_size": int(os.environ.get("WORLD_SIZE", "1")),
         })
+        if getattr(args, "plots", False):
+            write_plots(model, work)
         replace_dir(work, out)
         t = model.timings_
         print(f"pinsage train: {model.graph_.num_items} items, {model.graph_.num_groups} groups, "
@@ -118,3 +125,52 @@ def run(args: argparse.Namespace) -> int:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return 0
+
+
+def _check_plot_deps() -> None:
+    """Fail before training, in one line, when ``--plots`` cannot be honoured."""
+    import importlib.util
+
+    missing = [m for m in ("matplotlib", "sklearn") if importlib.util.find_spec(m) is None]
+    if missing:
+        names = ", ".join("scikit-learn" if m == "sklearn" else m for m in missing)
+        raise InputError(f'--plots needs {names}: pip install "pinsage[plot]"')
+
+
+#: items drawn in embedding_map.png (t-SNE of a random sample beyond this)
+PLOT_MAX_POINTS = 2000
+
+
+def write_plots(model, run_dir: Path) -> list[Path]:
+    """Write ``training_curve.png`` (from ``train_log.jsonl``) and ``embedding_map.png`` (t-SNE of
+    the item embeddings coloured by log degree) into ``run_dir``, each through a temp file + rename.
+
+    A plotting failure is reported on stderr and leaves the (complete) run without that figure.
+    """
+    import numpy as np
+
+    from pinsage._io import atomic_path
+    from pinsage.plot import _pyplot, plot_embedding_map, plot_training_curve
+
+    plt = _pyplot()
+    figures = {
+        "training_curve.png": lambda: plot_training_curve(run_dir / "train_log.jsonl"),
+        "embedding_map.png": lambda: plot_embedding_map(
+            model.item_embeddings_, np.log1p(model.graph_.item_degree), method="tsne",
+            max_points=PLOT_MAX_POINTS, seed=model.config.train.seed, label_name="log(1 + degree)",
+            title=f"Item embeddings, t-SNE ({min(PLOT_MAX_POINTS, len(model.item_embeddings_))} "
+                  f"of {len(model.item_embeddings_)} items)"),
+    }
+    written = []
+    for name, make in figures.items():
+        try:
+            fig = make()
+            try:
+                with atomic_path(run_dir / name) as tmp:
+                    fig.savefig(tmp, format="png", dpi=110)
+            finally:
+                plt.close(fig)
+            written.append(run_dir / name)
+        except Exception as exc:  # a figure is a convenience: never lose the trained run over it
+            print(f"pinsage train: warning: could not write {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return written

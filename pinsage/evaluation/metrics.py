@@ -29,14 +29,17 @@ give a constant (collapsed) scorer HR = 1, which is why it is not the default.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
 
 from pinsage.evaluation.split import Split
 
-__all__ = ["evaluate_scores", "evaluate_embeddings", "rank_targets", "metrics_from_ranks", "ScoreFn"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["evaluate_scores", "evaluate_embeddings", "evaluate_at_ks", "rank_targets", "metrics_from_ranks", "ScoreFn"]
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
 
@@ -133,6 +136,17 @@ def evaluate_scores(score_fn: ScoreFn, split: Split, k: int = 10, batch_size: in
     ``n_evaluated`` (test users whose query and target are both in ``item_ids``) and
     ``n_skipped`` (the other test users).
     """
+    higher, tie_counts, ok = _target_rank_counts(score_fn, split, batch_size, item_ids)
+    n_items = len(split.item_ids if item_ids is None else item_ids)
+    out = metrics_from_ranks(higher, tie_counts, n_items, k, tie_mode=ties)
+    out["n_evaluated"] = int(ok.sum())
+    out["n_skipped"] = int((~ok).sum())
+    return out
+
+
+def _target_rank_counts(score_fn: ScoreFn, split: Split, batch_size: int = 256,
+                        item_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(higher, ties, ok)``: :func:`rank_targets` over every evaluable test user (``ok`` marks them)."""
     ids = split.item_ids if item_ids is None else np.asarray(item_ids)
     n_items = len(ids)
     q = split.item_index(split.test["query"].to_numpy(), ids)
@@ -166,10 +180,30 @@ def evaluate_scores(score_fn: ScoreFn, split: Split, k: int = 10, batch_size: in
         tiess.append(e)
     higher = np.concatenate(highers) if highers else np.zeros(0, np.int64)
     tie_counts = np.concatenate(tiess) if tiess else np.zeros(0, np.int64)
-    out = metrics_from_ranks(higher, tie_counts, n_items, k, tie_mode=ties)
-    out["n_evaluated"] = int(ok.sum())
-    out["n_skipped"] = int((~ok).sum())
-    return out
+    return higher, tie_counts, ok
+
+
+def evaluate_at_ks(score_fn: ScoreFn, split: Split, ks: Sequence[int] = (1, 5, 10, 20, 50, 100),
+                   batch_size: int = 256, item_ids: np.ndarray | None = None,
+                   ties: str = "expected") -> "pd.DataFrame":
+    """HR@k and NDCG@k at several cut-offs from one ranking pass (same protocol as :func:`evaluate_scores`).
+
+    Returns a DataFrame with one row per ``k`` (ascending) and columns ``k``, ``HR``, ``NDCG``,
+    ``MRR`` (the same in every row) and ``n_evaluated``; :func:`pinsage.plot.plot_metric_at_k`
+    draws it.
+    """
+    import pandas as pd
+
+    higher, tie_counts, ok = _target_rank_counts(score_fn, split, batch_size, item_ids)
+    n_items = len(split.item_ids if item_ids is None else item_ids)
+    rows = []
+    for k in sorted({int(k) for k in ks}):
+        if k < 1:
+            raise ValueError(f"every cut-off k must be >= 1, got {k}")
+        m = metrics_from_ranks(higher, tie_counts, n_items, k, tie_mode=ties)
+        rows.append({"k": k, "HR": m[f"HR@{k}"], "NDCG": m[f"NDCG@{k}"], "MRR": m["MRR"],
+                     "n_evaluated": int(ok.sum())})
+    return pd.DataFrame(rows, columns=["k", "HR", "NDCG", "MRR", "n_evaluated"])
 
 
 def evaluate_embeddings(embeddings: np.ndarray, split: Split, item_ids: np.ndarray | None = None,

@@ -173,6 +173,17 @@ def leave_last_out(df: pd.DataFrame, user_col: str, item_col: str, time_col: str
     Split
         ``train``: remaining rows (original columns, original file order, duplicates dropped);
         ``test``: columns ``user, query, target`` in original ids, one row per eligible user.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"user": ["a", "a", "a", "a", "b", "b"], "item": [1, 2, 3, 4, 1, 2],
+    ...                    "ts": [10, 20, 30, 40, 10, 20]})
+    >>> split = leave_last_out(df, "user", "item", time_col="ts")
+    >>> split.test                  # "b" has fewer than 3 items: it only trains
+      user  query  target
+    0    a      3       4
+    >>> split.train["item"].tolist(), split.item_ids.tolist()
+    ([1, 2, 1, 2], [1, 2])
     """
     d, n_dup = _ordered(df, user_col, item_col, time_col, seed)
     n_users = int(d[_U].nunique())

@@ -22,7 +22,13 @@ def rank_window(num_items: int, fractions: tuple[float, float], minimum: tuple[i
     at least ``minimum``, at most ``maximum`` (the paper's 2000-5000, for web-scale catalogues) and
     ``num_items - 1``. On small dense catalogues the window must sit past the ranks where true
     positives concentrate, or "hard negatives" are mostly positives (MovieLens-100K: ranks 251-670
-    of 1676 help, ranks 33-167 hurt badly; docs/quality.md)."""
+    of 1676 help, ranks 33-167 hurt badly; docs/quality.md).
+
+    >>> rank_window(1676, (0.15, 0.40), (10, 50))           # MovieLens-100K's catalogue
+    (251, 670)
+    >>> rank_window(10_000_000, (0.15, 0.40), (10, 50))     # web scale: the paper's 2000-5000
+    (2000, 5000)
+    """
     lo = min(max(int(fractions[0] * num_items), minimum[0]), maximum[0])
     hi = min(max(int(fractions[1] * num_items), minimum[1], lo + 1), maximum[1])
     hi = min(hi, num_items - 1)
@@ -69,5 +75,9 @@ class HardNegatives:
 
 
 def curriculum_hard_count(epoch: int, cap: int) -> int:
-    """Hard negatives per pair at 1-based ``epoch``: ``min(epoch - 1, cap)`` (the paper's curriculum)."""
+    """Hard negatives per pair at 1-based ``epoch``: ``min(epoch - 1, cap)`` (the paper's curriculum).
+
+    >>> [curriculum_hard_count(epoch, cap=3) for epoch in range(1, 7)]
+    [0, 1, 2, 3, 3, 3]
+    """
     return max(0, min(epoch - 1, cap))
