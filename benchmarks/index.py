@@ -78,7 +78,7 @@ def bench_dataset(n, d, dist, args) -> list[dict]:
     ids = np.arange(n, dtype=np.int64)
 
     t = time.perf_counter()
-    exact = ItemIndex.build(x, ids, kind="exact")
+    exact = ItemIndex.build(x, ids, kind="exact", metric="cosine")
     build_s = time.perf_counter() - t
     timed_search(exact, q[:100], k)  # warm-up
     exact_t, truth = timed_search(exact, q, k)  # the ground-truth run is the first timed repeat
@@ -93,7 +93,7 @@ def bench_dataset(n, d, dist, args) -> list[dict]:
 
     if "hnsw" in args.kinds:
         t = time.perf_counter()
-        idx = ItemIndex.build(x, ids, kind="hnsw")
+        idx = ItemIndex.build(x, ids, kind="hnsw", metric="cosine")
         build_s = time.perf_counter() - t
         default_recall = recall_at(timed_search(idx, q, k)[1], truth)
         chosen = None
@@ -122,7 +122,7 @@ def bench_dataset(n, d, dist, args) -> list[dict]:
 
     if "ivfpq" in args.kinds:
         t = time.perf_counter()
-        idx = ItemIndex.build(x, ids, kind="ivfpq")
+        idx = ItemIndex.build(x, ids, kind="ivfpq", metric="cosine")
         build_s = time.perf_counter() - t
         default_recall = recall_at(timed_search(idx, q, k)[1], truth)
         nlist = idx.params["nlist"]

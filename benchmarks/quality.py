@@ -29,6 +29,12 @@ from pinsage.evaluate import evaluate_embeddings, format_table, leave_last_out, 
 #: name -> (config overrides as nested dict, use item features)
 ABLATIONS: dict[str, tuple[dict, bool]] = {
     "pinsage (defaults)": ({}, False),
+    "previous defaults (K=2, unit length, pairs alike, window 10)": (
+        {"model": {"num_layers": 2, "magnitude": False}, "train": {"group_balance": 0.0, "pair_window": 10}}, False),
+    "K=2 layers (the paper's)": ({"model": {"num_layers": 2}}, False),
+    "unit-length embeddings (no learned length)": ({"model": {"magnitude": False}}, False),
+    "every pair alike (no group balance)": ({"train": {"group_balance": 0.0}}, False),
+    "pair window 10": ({"train": {"pair_window": 10}}, False),
     "+ content features (genres, year)": ({}, True),
     "mean pooling instead of importance": ({"model": {"aggr": "mean"}}, False),
     "no hard negatives (curriculum off)": ({"train": {"hard_negatives_max": 0}}, False),

@@ -25,13 +25,14 @@ class ModelConfig:
     id_dim: int = 64                 #: learnable id embedding size (0: content features only)
     hidden_channels: int = 128       #: width of the input projection, the convolutions and G1
     out_channels: int = 64           #: final embedding size
-    num_layers: int = 2              #: K, convolution layers over K-hop neighbourhoods
+    num_layers: int = 1              #: K, convolution layers over K-hop neighbourhoods (the paper: 2; 1 won on MovieLens validation, docs/quality.md)
     aggr: str = "importance"         #: neighbour pooling: importance | mean | max | sum
     dropout: float = 0.0
     use_features: bool = True        #: use item content features when a features file is given
     log_degree: bool = True          #: append standardised log(1 + degree) to the node inputs
     spectral_dim: int = 64           #: structural inputs: rank of the graph's truncated SVD (0: off)
-    magnitude: bool = False          #: learned embedding length: dot products rank by length x cosine (popularity-aware)
+    magnitude: bool = True           #: learned embedding length: dot products rank by length x cosine (how readily an item is engaged)
+    sparse_id_min_items: int = 250_000  #: catalogues this large get sparse id-embedding gradients (SparseAdam; dense Adam costs O(items) per step)
 
 
 @dataclass
@@ -65,7 +66,8 @@ class TrainConfig:
     hard_rank_window: tuple[float, float] = (0.15, 0.40)  #: PPR rank window as catalogue fractions
     hard_rank_min: tuple[int, int] = (10, 50)  #: ...but at least these absolute ranks
     hard_rank_max: tuple[int, int] = (2000, 5000)  #: ...and at most these (the paper's window)
-    pair_window: int = 10            #: with time: pair items at most this many steps apart in a history
+    pair_window: int = 3             #: with time: pair items at most this many steps apart in a history
+    group_balance: float = 1.0       #: draw a group's pairs with probability ~ (its pair count)^-this: 0 every pair alike, 1 every group alike
     pairs_per_epoch: int = 200_000   #: positive pairs sampled per epoch (0: all pairs once)
     num_workers: int = -1            #: DataLoader worker processes (-1: 1 when >= 2 CPUs, else 0)
     amp: str = "auto"                #: auto | bf16 | off (auto: bf16 autocast on CUDA where supported)
@@ -202,6 +204,7 @@ def _validate_ranges(cfg: "PinSageConfig", source: str) -> None:
         ("train.easy_negatives", t.easy_negatives >= 1, ">= 1"),
         ("train.hard_negatives_max", t.hard_negatives_max >= 0, ">= 0"),
         ("train.pairs_per_epoch", t.pairs_per_epoch >= 0, ">= 0"), ("train.pair_window", t.pair_window >= 1, ">= 1"),
+        ("train.group_balance", 0.0 <= t.group_balance <= 1.0, "in [0, 1]"),
         ("train.hard_rank_window", 0 <= t.hard_rank_window[0] < t.hard_rank_window[1] <= 1,
          "two fractions 0 <= lo < hi <= 1"),
         ("train.num_workers", t.num_workers >= -1, ">= -1"),

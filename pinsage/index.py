@@ -45,8 +45,10 @@ that recall cheaply: use ``"exact"`` there, or raise ``ef_search`` / ``nprobe`` 
 
 Metrics
 -------
-``"cosine"`` (default) L2-normalises the stored vectors and the queries, then uses inner product;
-``"ip"`` uses the raw inner product (dot-product scores, as in the PinSage loss).
+``"ip"`` (default) uses the raw inner product: PinSage's own score (the loss scores pairs by dot
+products, and an embedding's learned length carries how readily its item is engaged with, see
+:class:`~pinsage.nn.PinSage`). ``"cosine"`` L2-normalises the stored vectors and the queries, then
+uses inner product: direction only.
 
 Threads
 -------
@@ -217,7 +219,7 @@ class ItemIndex:
     >>> index = ItemIndex.build(emb, ids=["a", "b", "c", "d"], kind="exact")
     >>> ids, scores = index.related("a", k=2)       # the query itself is left out
     >>> ids.tolist(), [round(float(s), 2) for s in scores]
-    (['b', 'd'], [0.99, 0.11])
+    (['b', 'd'], [0.9, 0.1])
     >>> index.related(["a", "c"], k=1)[0].tolist()
     [['b'], ['d']]
     """
@@ -239,7 +241,7 @@ class ItemIndex:
         embeddings: Any,
         ids: Any = None,
         kind: str = "auto",
-        metric: str = "cosine",
+        metric: str = "ip",
         **params: Any,
     ) -> "ItemIndex":
         """Build an index.
@@ -250,7 +252,8 @@ class ItemIndex:
         ids : (n,) original item ids (ints, strings, ...), unique; default ``arange(n)``.
         kind : ``"auto"`` (exact below :data:`AUTO_EXACT_MAX` items, else HNSW), ``"exact"``,
             ``"hnsw"`` or ``"ivfpq"``.
-        metric : ``"cosine"`` (normalise, then inner product) or ``"ip"`` (raw inner product).
+        metric : ``"ip"`` (raw inner product, PinSage's score; default) or ``"cosine"`` (normalise,
+            then inner product).
         **params : per kind. hnsw: ``M``, ``ef_construction``, ``ef_search``. ivfpq: ``nlist``,
             ``m``, ``nbits``, ``nprobe``, ``refine`` (``"fp16"``/``"sq8"``/``"flat"``/``"none"``),
             ``k_factor``, ``train_size``,

@@ -42,8 +42,9 @@ def test_exact_matches_brute_force():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((500, 16)).astype(np.float32)
     ids = np.arange(1000, 1500)
-    index = ItemIndex.build(x, ids, kind="exact")
+    index = ItemIndex.build(x, ids, kind="exact", metric="cosine")
     assert (index.kind, index.dim, len(index), index.metric) == ("exact", 16, 500, "cosine")
+    assert ItemIndex.build(x, ids, kind="exact").metric == "ip"  # the default: PinSage's dot-product score
     rows = np.array([0, 7, 499, 250])
     got, scores = index.related(ids[rows], k=5)
     want, want_scores = brute_force(x, rows, 5)
@@ -64,7 +65,7 @@ def test_self_excluded_even_with_duplicates_and_ip_metric():
 def test_string_ids_scalar_query_and_alias():
     x = clustered(300, 8, centres=10)
     ids = np.array([f"pin-{i}" for i in range(300)])
-    index = ItemIndex.build(x, ids, kind="exact")
+    index = ItemIndex.build(x, ids, kind="exact", metric="cosine")
     got, scores = index.related("pin-3", k=4)
     assert got.shape == (4,) and all(isinstance(v, str) for v in got) and "pin-3" not in got
     want, _ = brute_force(x, np.array([3]), 4)
@@ -110,7 +111,7 @@ def test_padding_when_catalogue_small():
 
 def test_search_vectors():
     x = clustered(1000, 16, centres=20, seed=2)
-    index = ItemIndex.build(x, kind="exact")
+    index = ItemIndex.build(x, kind="exact", metric="cosine")
     got, scores = index.search(x[:3], k=1)
     assert got[:, 0].tolist() == [0, 1, 2]
     np.testing.assert_allclose(scores[:, 0], 1.0, rtol=1e-5)

@@ -30,7 +30,7 @@ from pinsage.estimator import PinSageEmbedder
 from pinsage.graph import InteractionGraph
 from pinsage.train.loss import max_margin_loss, sampled_softmax_loss
 from pinsage.train.negatives import HardNegatives, curriculum_hard_count, rank_window
-from pinsage.train.pairs import co_group_pairs, time_window_pairs
+from pinsage.train.pairs import co_group_pairs, group_balance_weights, positive_pairs, time_window_pairs
 from pinsage.train.trainer import Trainer, warmup_decay
 
 PINS_PER_TOPIC = 25
@@ -109,6 +109,49 @@ def test_time_window_pairs_window_2_and_larger():
     assert as_counter(time_window_pairs(g, 2)) == expected
     # no history is longer than 3, so wider windows add nothing
     assert as_counter(time_window_pairs(g, 5)) == expected
+
+
+def test_pairs_with_their_groups_and_balance_weights():
+    g = timed_graph()
+    pairs, owners = time_window_pairs(g, 2, return_groups=True)
+    assert np.array_equal(pairs, time_window_pairs(g, 2)) and owners.shape == (len(pairs),)
+    members = [set(g.group_items[g.group_indptr[k]:g.group_indptr[k + 1]].tolist()) for k in range(g.num_groups)]
+    assert all({int(a), int(b)} <= members[o] for (a, b), o in zip(pairs, owners))
+    assert group_balance_weights(owners, 0.0) is None
+    w = group_balance_weights(owners, 1.0)
+    share = np.bincount(owners, weights=w)
+    assert np.isclose(w.sum(), 1.0) and np.allclose(share[share > 0], 1 / len(np.unique(owners)))
+    half = group_balance_weights(owners, 0.5)  # between: big groups keep more than an equal share
+    counts = np.bincount(owners)
+    big, small = counts.argmax(), counts[counts > 0].argmin()
+    assert share[big] < np.bincount(owners, weights=half)[big] < counts[big] / len(owners)
+    # co-group pairs report their groups too, from the same random stream
+    p2, o2 = positive_pairs(InteractionGraph.from_edges(np.array([0, 0, 0, 1, 1]), np.array([0, 1, 2, 2, 3])),
+                            2, np.random.default_rng(0), return_groups=True)
+    assert len(p2) == len(o2) and set(o2.tolist()) <= {0, 1}
+    assert small >= 0
+
+
+def test_group_balance_changes_which_pairs_are_drawn():
+    from pinsage.train.loader import PairBatchDataset
+
+    # one heavy group (200 items) and 20 light ones (4 items each), with times
+    groups = np.concatenate([np.zeros(200, np.int64), np.repeat(np.arange(1, 21), 4)])
+    items = np.concatenate([np.arange(200), np.arange(80) % 50])
+    g = InteractionGraph.from_edges(groups, items, time=np.arange(len(groups)))
+    pairs, owners = time_window_pairs(g, 3, return_groups=True)
+    heavy = owners == owners[np.argmax(np.bincount(owners)[owners])]
+    def heavy_share(weights):
+        ds = PairBatchDataset(pairs, g.num_items, None, 1, None, None, 64, 8, 0, epoch=1, seed=0,
+                              pairs_per_epoch=20_000, pair_weights=weights)
+        order = ds.order()
+        n = 20_000 if weights is not None else len(pairs)  # weighted: drawn with replacement
+        assert len(order) == n and len(ds) == n // 64
+        return heavy[order].mean()
+    assert heavy_share(None) == pytest.approx(heavy.mean(), abs=0.02)   # ~0.8 of the pairs
+    assert heavy_share(group_balance_weights(owners, 1.0)) == pytest.approx(1 / 21, abs=0.01)
+    with pytest.raises(InputError, match="group_balance"):
+        PinSageConfig().override(train__group_balance=1.5)
 
 
 def test_time_window_pairs_needs_time():
@@ -313,13 +356,14 @@ def fitted(data, tmp_path_factory):
     return est, work
 
 
-def test_embeddings_shape_finite_unit_norm(fitted, data):
+def test_embeddings_shape_finite_learned_length(fitted, data):
     est, work = fitted
     z = est.item_embeddings_
     n = data.interactions["pin"].nunique()
     assert z.shape == (n, 64) and z.dtype == np.float32
     assert np.isfinite(z).all()
-    assert np.allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-4)
+    norms = np.linalg.norm(z, axis=1)  # unit direction times the learned length m in (0, 2)
+    assert (norms > 0).all() and (norms < 2).all() and norms.std() > 1e-4
     assert len(est.item_ids_) == n
     assert np.array_equal(est.transform(est.item_ids_[:3]), z[:3])
     assert (Path(work) / "checkpoint.pt").exists() and (Path(work) / "train_log.jsonl").exists()

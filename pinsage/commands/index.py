@@ -128,8 +128,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="index parameter, repeatable (hnsw: M, ef_construction, ef_search; ivfpq: nlist, m, "
                         "nbits, nprobe, refine, k_factor, train_size, seed)")
-    p.add_argument("--metric", default="cosine", choices=["cosine", "ip"],
-                   help="similarity: cosine (default) or raw inner product")
+    p.add_argument("--metric", default="ip", choices=["ip", "cosine"],
+                   help="similarity: inner product (default; the model's score) or cosine (direction only)")
     p.set_defaults(func=run)
 
 

@@ -12,7 +12,7 @@ at once. FILE is either
 
 Results go to ``--output FILE.csv`` or ``FILE.json`` (written atomically), or to stdout as CSV when
 ``--items`` is given without ``--output``. CSV is long format: columns ``query``, ``rank``,
-``item``, ``score`` (cosine similarity) and ``title``; JSON is a list of
+``item``, ``score`` (the index's similarity: dot product by default) and ``title``; JSON is a list of
 ``{"query": ID, "title": ..., "related": [{"rank", "item", "score", "title"}, ...]}``. Titles come from
 the ``title`` column of the run's ``--item-features`` file (looked up by its ``--item-key``); they
 are left out when the run had no features file, the file has no ``title`` column, or it has gone.

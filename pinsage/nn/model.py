@@ -44,8 +44,22 @@ class PinSage(nn.Module):
         \ (\text{if } \texttt{normalize\_output})
 
     With ``normalize_output=True`` (default) every embedding has unit norm, so
-    the dot-product score of the max-margin loss and of the nearest-neighbour
-    index equals the cosine similarity.
+    the dot-product score of the loss and of the nearest-neighbour index equals
+    the cosine similarity.
+
+    **Magnitude** (``magnitude=True``). The unit vector is then scaled by a
+    learned, bounded length
+
+    .. math::
+        \mathbf{z}_v \leftarrow m_v\,\mathbf{z}_v, \qquad
+        m_v = 2\,\sigma\!\left(\mathbf{a}^\top \mathbf{h}^{(K)}_v + b\right) \in (0, 2),
+
+    (:math:`\mathbf{a} = 0, b = 0` at initialisation, so :math:`m_v = 1`). The
+    dot-product score :math:`\mathbf{z}_q^\top\mathbf{z}_v = m_q m_v \cos(q, v)`
+    then ranks the candidates :math:`v` of a query by :math:`m_v \cos(q, v)`:
+    the direction says *what* an item is like, the length how readily it is
+    engaged with at all (popularity, learned from the log degree and the
+    neighbourhood), which cosine similarity alone cannot express.
 
     Args:
         num_items: catalogue size :math:`N` (rows of the id embedding table).
@@ -58,6 +72,8 @@ class PinSage(nn.Module):
             ``"mean"``, ``"max"`` or ``"sum"``.
         dropout: dropout rate on the input of every convolution (training only).
         normalize_output: L2-normalise the final embedding.
+        magnitude: scale the normalised embedding by the learned length
+            :math:`m_v` (needs ``normalize_output``).
         sparse: make the id embedding produce sparse gradients (for large
             catalogues; optimise ``model.id_embedding`` with e.g.
             :class:`torch.optim.SparseAdam` and the rest with a dense optimiser).
@@ -80,6 +96,7 @@ class PinSage(nn.Module):
         dropout: float = 0.0,
         normalize_output: bool = True,
         sparse: bool = False,
+        magnitude: bool = False,
     ) -> None:
         super().__init__()
         if feature_dim < 0 or id_dim < 0:
@@ -97,6 +114,9 @@ class PinSage(nn.Module):
         self.aggr = aggr
         self.dropout = dropout
         self.normalize_output = normalize_output
+        if magnitude and not normalize_output:
+            raise ValueError("magnitude=True needs normalize_output=True")
+        self.magnitude = magnitude
 
         self.id_embedding: Optional[nn.Embedding] = (
             nn.Embedding(num_items, id_dim, sparse=sparse) if id_dim > 0 else None
@@ -108,6 +128,7 @@ class PinSage(nn.Module):
         )
         self.g1 = nn.Linear(hidden_channels, hidden_channels)
         self.g2 = nn.Linear(hidden_channels, out_channels)
+        self.length: Optional[nn.Linear] = nn.Linear(hidden_channels, 1) if magnitude else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -118,6 +139,9 @@ class PinSage(nn.Module):
             conv.reset_parameters()
         self.g1.reset_parameters()
         self.g2.reset_parameters()
+        if self.length is not None:
+            nn.init.zeros_(self.length.weight)
+            nn.init.zeros_(self.length.bias)
 
     @property
     def layers(self) -> nn.ModuleList:
@@ -158,10 +182,12 @@ class PinSage(nn.Module):
 
     def head(self, h: Tensor) -> Tensor:
         r""":math:`\mathbf{z} = \mathbf{G}_2\,\mathrm{ReLU}(\mathbf{G}_1 \mathbf{h}^{(K)})`
-        (+ L2 normalisation), ``(n, hidden_channels) -> (n, out_channels)``."""
+        (+ L2 normalisation, + learned length :math:`m_v`), ``(n, hidden_channels) -> (n, out_channels)``."""
         z = self.g2(F.relu(self.g1(h)))
         if self.normalize_output:
             z = F.normalize(z, p=2.0, dim=-1)
+        if self.length is not None:
+            z = z * (2.0 * torch.sigmoid(self.length(h)))
         return z
 
     def forward(self, blocks: List[Block], features: Optional[Tensor] = None) -> Tensor:
@@ -189,5 +215,5 @@ class PinSage(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"num_items={self.num_items}, feature_dim={self.feature_dim}, id_dim={self.id_dim}, "
-            f"normalize_output={self.normalize_output}"
+            f"normalize_output={self.normalize_output}, magnitude={self.magnitude}"
         )

@@ -74,8 +74,10 @@ class PairBatchDataset(IterableDataset):
         pairs_per_epoch: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        pair_weights: np.ndarray | None = None,
     ) -> None:
         self.pairs = pairs
+        self.pair_weights = pair_weights
         self.num_items = num_items
         self.neighborhoods = neighborhoods
         self.num_layers = num_layers
@@ -93,12 +95,16 @@ class PairBatchDataset(IterableDataset):
     def order(self) -> np.ndarray:
         rng = np.random.default_rng([self.seed, self.epoch, 0xA11])
         n = len(self.pairs)
+        if self.pair_weights is not None:  # weighted draws (with replacement)
+            return rng.choice(n, self.pairs_per_epoch or n, replace=True, p=self.pair_weights)
         if self.pairs_per_epoch and self.pairs_per_epoch < n:
             return rng.choice(n, self.pairs_per_epoch, replace=False)
         return rng.permutation(n)
 
     def __len__(self) -> int:
-        n = min(self.pairs_per_epoch, len(self.pairs)) if self.pairs_per_epoch else len(self.pairs)
+        n = len(self.pairs)
+        if self.pairs_per_epoch:
+            n = self.pairs_per_epoch if self.pair_weights is not None else min(self.pairs_per_epoch, n)
         return max(1, n // self.batch_size)
 
     def __iter__(self) -> Iterator[PairBatch]:
