@@ -29,6 +29,8 @@ from pinsage.evaluate import evaluate_embeddings, format_table, leave_last_out, 
 #: name -> (config overrides as nested dict, use item features)
 ABLATIONS: dict[str, tuple[dict, bool]] = {
     "pinsage (defaults)": ({}, False),
+    "defaults, seed 1": ({"train": {"seed": 1}}, False),
+    "defaults, seed 2": ({"train": {"seed": 2}}, False),
     "previous defaults (K=2, unit length, pairs alike, window 10)": (
         {"model": {"num_layers": 2, "magnitude": False}, "train": {"group_balance": 0.0, "pair_window": 10}}, False),
     "K=2 layers (the paper's)": ({"model": {"num_layers": 2}}, False),
@@ -89,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(rec)
     names = list(ABLATIONS) if args.ablations else ["pinsage (defaults)"]
     if args.only:
+        unknown = sorted(set(args.only) - set(ABLATIONS))
+        if unknown:
+            p.error(f"--only: unknown variant(s) {unknown}; known: {list(ABLATIONS)}")
         names = [n for n in ABLATIONS if n in args.only]
     with tempfile.TemporaryDirectory(prefix="pinsage-quality-") as tmp:
         for name in names:

@@ -6,6 +6,7 @@ import importlib
 import inspect
 import os
 import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -125,3 +126,24 @@ def test_mkdocs_build_strict(tmp_path):
         name = qualname.rpartition(".")[2]
         assert f'id="{qualname}"' in api or f'.{name}"' in api, f"{qualname} missing from the API page"
     assert 'class="arithmatex"' in (site / "concepts" / "index.html").read_text()  # the maths is rendered
+
+
+def test_guide_lists_every_setting_with_its_default():
+    """docs/guide.md's configuration table names every config field with its current default."""
+    from dataclasses import fields
+
+    from pinsage.config import PinSageConfig
+
+    text = (ROOT / "docs" / "guide.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `([a-z_]+\.[a-z_]+)` \| ([^|]+) \|", text, flags=re.M))
+    cfg = PinSageConfig()
+    for section in ("model", "sampler", "train"):
+        for f in fields(getattr(cfg, section)):
+            key = f"{section}.{f.name}"
+            assert key in rows, f"docs/guide.md: the configuration table has no row for {key}"
+            value = getattr(getattr(cfg, section), f.name)
+            shown = rows[key].strip()
+            want = (str(value).lower() if isinstance(value, bool) else
+                    "[" + ", ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in value) + "]"
+                    if isinstance(value, tuple) else str(value))
+            assert shown == want, f"docs/guide.md: {key} shown as {shown!r}, default is {want!r}"
