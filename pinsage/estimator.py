@@ -27,7 +27,7 @@ from pinsage.sampling.importance import ImportanceSampler
 from pinsage.spectral import spectral_item_features
 from pinsage.train.loader import PairBatchDataset, make_loader
 from pinsage.train.negatives import HardNegatives, curriculum_hard_count, rank_window
-from pinsage.train.pairs import group_balance_weights, positive_pairs
+from pinsage.train.pairs import GroupBalancedDraw, positive_pairs
 from pinsage.train.trainer import Trainer
 
 __all__ = ["PinSageEmbedder", "all_neighborhoods"]
@@ -115,13 +115,15 @@ class PinSageEmbedder:
         self.timings_ = {"neighborhoods_s": time.perf_counter() - t0}
 
         t0 = time.perf_counter()
-        pair_weights = None
+        balanced_draw = None
+        pair_dtype = np.int32 if graph.num_items <= np.iinfo(np.int32).max else np.int64
         if cfg.train.group_balance > 0:
-            pairs, pair_groups = positive_pairs(graph, cfg.train.pair_window, rng, return_groups=True)
-            pair_weights = group_balance_weights(pair_groups, cfg.train.group_balance)
+            pairs, pair_groups = positive_pairs(graph, cfg.train.pair_window, rng, return_groups=True,
+                                                dtype=pair_dtype)
+            balanced_draw = GroupBalancedDraw(pair_groups, cfg.train.group_balance)
             del pair_groups
         else:
-            pairs = positive_pairs(graph, cfg.train.pair_window, rng)
+            pairs = positive_pairs(graph, cfg.train.pair_window, rng, dtype=pair_dtype)
         if len(pairs) == 0:
             raise InputError(f"{source}: no positive pairs: every group holds a single item")
         hard_table = None
@@ -148,7 +150,7 @@ class PinSageEmbedder:
                                     t.batch_size, t.easy_negatives,
                                     curriculum_hard_count(epoch, t.hard_negatives_max), epoch,
                                     seed=t.seed, pairs_per_epoch=t.pairs_per_epoch, rank=rank, world_size=world,
-                                    pair_weights=pair_weights)
+                                    balanced_draw=balanced_draw)
 
         if t.batch_size < world:
             raise InputError(f"train.batch_size {t.batch_size} is smaller than the {world} processes")
@@ -180,7 +182,7 @@ class PinSageEmbedder:
         self.timings_["train_s"] = time.perf_counter() - t0
         self.history_ = self.trainer_.state.history
         # free what only training needed before the full-graph pass (graph L: pairs 2.9 GB, Adam 1 GB)
-        del pairs, pair_weights, hard_table
+        del pairs, balanced_draw, hard_table
         self.trainer_.optimizer.state.clear()
         if hasattr(self.trainer_.optimizer, "dense"):  # DenseSparseAdam keeps the state in its parts
             for part in self.trainer_.optimizer._parts():

@@ -30,7 +30,7 @@ from pinsage.estimator import PinSageEmbedder
 from pinsage.graph import InteractionGraph
 from pinsage.train.loss import max_margin_loss, sampled_softmax_loss
 from pinsage.train.negatives import HardNegatives, curriculum_hard_count, rank_window
-from pinsage.train.pairs import co_group_pairs, group_balance_weights, positive_pairs, time_window_pairs
+from pinsage.train.pairs import GroupBalancedDraw, co_group_pairs, positive_pairs, time_window_pairs
 from pinsage.train.trainer import Trainer, warmup_decay
 
 PINS_PER_TOPIC = 25
@@ -117,19 +117,25 @@ def test_pairs_with_their_groups_and_balance_weights():
     assert np.array_equal(pairs, time_window_pairs(g, 2)) and owners.shape == (len(pairs),)
     members = [set(g.group_items[g.group_indptr[k]:g.group_indptr[k + 1]].tolist()) for k in range(g.num_groups)]
     assert all({int(a), int(b)} <= members[o] for (a, b), o in zip(pairs, owners))
-    assert group_balance_weights(owners, 0.0) is None
-    w = group_balance_weights(owners, 1.0)
+    uniform = GroupBalancedDraw(owners, 0.0).pair_probabilities()
+    assert np.allclose(uniform, 1 / len(pairs))                         # beta = 0: every pair alike
+    w = GroupBalancedDraw(owners, 1.0).pair_probabilities()
     share = np.bincount(owners, weights=w)
     assert np.isclose(w.sum(), 1.0) and np.allclose(share[share > 0], 1 / len(np.unique(owners)))
-    half = group_balance_weights(owners, 0.5)  # between: big groups keep more than an equal share
+    half = GroupBalancedDraw(owners, 0.5).pair_probabilities()  # between: big groups keep more than an equal share
     counts = np.bincount(owners)
-    big, small = counts.argmax(), counts[counts > 0].argmin()
+    big = counts.argmax()
     assert share[big] < np.bincount(owners, weights=half)[big] < counts[big] / len(owners)
+    # the draws follow those probabilities (time-window pairs are not stored group by group)
+    draw = GroupBalancedDraw(owners, 1.0)
+    assert draw.order is not None and len(draw) == len(pairs)
+    got = np.bincount(draw.draw(np.random.default_rng(0), 200_000), minlength=len(pairs)) / 200_000
+    assert np.abs(got - w).max() < 0.01
     # co-group pairs report their groups too, from the same random stream
     p2, o2 = positive_pairs(InteractionGraph.from_edges(np.array([0, 0, 0, 1, 1]), np.array([0, 1, 2, 2, 3])),
                             2, np.random.default_rng(0), return_groups=True)
     assert len(p2) == len(o2) and set(o2.tolist()) <= {0, 1}
-    assert small >= 0
+    assert GroupBalancedDraw(o2, 1.0).order is None  # co-group pairs come group by group: no permutation
 
 
 def test_group_balance_changes_which_pairs_are_drawn():
@@ -143,13 +149,13 @@ def test_group_balance_changes_which_pairs_are_drawn():
     heavy = owners == owners[np.argmax(np.bincount(owners)[owners])]
     def heavy_share(weights):
         ds = PairBatchDataset(pairs, g.num_items, None, 1, None, None, 64, 8, 0, epoch=1, seed=0,
-                              pairs_per_epoch=20_000, pair_weights=weights)
+                              pairs_per_epoch=20_000, balanced_draw=weights)
         order = ds.order()
         n = 20_000 if weights is not None else len(pairs)  # weighted: drawn with replacement
         assert len(order) == n and len(ds) == n // 64
         return heavy[order].mean()
     assert heavy_share(None) == pytest.approx(heavy.mean(), abs=0.02)   # ~0.8 of the pairs
-    assert heavy_share(group_balance_weights(owners, 1.0)) == pytest.approx(1 / 21, abs=0.01)
+    assert heavy_share(GroupBalancedDraw(owners, 1.0)) == pytest.approx(1 / 21, abs=0.01)
     with pytest.raises(InputError, match="group_balance"):
         PinSageConfig().override(train__group_balance=1.5)
 

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from pinsage.nn.block import Block, Neighborhoods, build_blocks
 from pinsage.train.negatives import HardNegatives
+from pinsage.train.pairs import GroupBalancedDraw
 
 __all__ = ["PairBatch", "PairBatchDataset", "make_loader"]
 
@@ -74,10 +75,10 @@ class PairBatchDataset(IterableDataset):
         pairs_per_epoch: int = 0,
         rank: int = 0,
         world_size: int = 1,
-        pair_weights: np.ndarray | None = None,
+        balanced_draw: GroupBalancedDraw | None = None,
     ) -> None:
         self.pairs = pairs
-        self.pair_weights = pair_weights
+        self.balanced_draw = balanced_draw
         self.num_items = num_items
         self.neighborhoods = neighborhoods
         self.num_layers = num_layers
@@ -95,8 +96,8 @@ class PairBatchDataset(IterableDataset):
     def order(self) -> np.ndarray:
         rng = np.random.default_rng([self.seed, self.epoch, 0xA11])
         n = len(self.pairs)
-        if self.pair_weights is not None:  # weighted draws (with replacement)
-            return rng.choice(n, self.pairs_per_epoch or n, replace=True, p=self.pair_weights)
+        if self.balanced_draw is not None:  # group-balanced draws (with replacement)
+            return self.balanced_draw.draw(rng, self.pairs_per_epoch or n)
         if self.pairs_per_epoch and self.pairs_per_epoch < n:
             return rng.choice(n, self.pairs_per_epoch, replace=False)
         return rng.permutation(n)
@@ -104,7 +105,7 @@ class PairBatchDataset(IterableDataset):
     def __len__(self) -> int:
         n = len(self.pairs)
         if self.pairs_per_epoch:
-            n = self.pairs_per_epoch if self.pair_weights is not None else min(self.pairs_per_epoch, n)
+            n = self.pairs_per_epoch if self.balanced_draw is not None else min(self.pairs_per_epoch, n)
         return max(1, n // self.batch_size)
 
     def __iter__(self) -> Iterator[PairBatch]:

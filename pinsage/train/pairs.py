@@ -8,7 +8,7 @@ import numpy as np
 if TYPE_CHECKING:
     from pinsage.graph import InteractionGraph
 
-__all__ = ["time_window_pairs", "co_group_pairs", "positive_pairs", "group_balance_weights"]
+__all__ = ["time_window_pairs", "co_group_pairs", "positive_pairs", "GroupBalancedDraw"]
 
 
 def _histories(graph: "InteractionGraph") -> tuple[np.ndarray, np.ndarray]:
@@ -23,7 +23,7 @@ def _histories(graph: "InteractionGraph") -> tuple[np.ndarray, np.ndarray]:
 
 
 def time_window_pairs(graph: "InteractionGraph", window: int,
-                      return_groups: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+                      return_groups: bool = False, dtype: type = np.int64) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Pairs of items at most ``window`` steps apart in a group's time-ordered history.
 
     Returns ``(P, 2)`` int64 ``(query, positive)`` pairs, both directions (and, with
@@ -39,12 +39,12 @@ def time_window_pairs(graph: "InteractionGraph", window: int,
         if not same.any():
             break
         a, b = items[:-d][same], items[d:][same]
-        parts.append(np.stack([a, b], 1))
-        parts.append(np.stack([b, a], 1))
+        parts.append(np.stack([a, b], 1).astype(dtype, copy=False))
+        parts.append(np.stack([b, a], 1).astype(dtype, copy=False))
         if return_groups:
             g = groups[d:][same]
             owners += [g, g]
-    pairs = np.concatenate(parts) if parts else np.zeros((0, 2), dtype=np.int64)
+    pairs = np.concatenate(parts) if parts else np.zeros((0, 2), dtype=dtype)
     if not return_groups:
         return pairs
     return pairs, (np.concatenate(owners) if owners else np.zeros(0, dtype=np.int64))
@@ -52,7 +52,7 @@ def time_window_pairs(graph: "InteractionGraph", window: int,
 
 def co_group_pairs(graph: "InteractionGraph", rng: np.random.Generator, per_edge: int = 1,
                    chunk: int = 1 << 20,
-                   return_groups: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+                   return_groups: bool = False, dtype: type = np.int64) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """For every edge (g, i): ``per_edge`` random other items j of group g -> pairs (i, j).
 
     One item -> group -> item step. Groups with a single item yield no pair. ``(P, 2)`` int64
@@ -65,7 +65,7 @@ def co_group_pairs(graph: "InteractionGraph", rng: np.random.Generator, per_edge
     indptr = np.asarray(graph.group_indptr)
     members = np.asarray(graph.group_items)
     edge_groups = graph.edge_groups()
-    out = np.empty((len(members) * per_edge, 2), dtype=np.int64)
+    out = np.empty((len(members) * per_edge, 2), dtype=dtype)
     owner = np.empty(len(members) * per_edge if return_groups else 0, dtype=np.int32)
     m = 0
     for lo in range(0, len(members), chunk):
@@ -94,24 +94,65 @@ def _shrink(a: np.ndarray, rows: int) -> np.ndarray:
 
 
 def positive_pairs(graph: "InteractionGraph", window: int, rng: np.random.Generator,
-                   return_groups: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Time-window pairs where the graph has time, else co-group pairs (see those two)."""
+                   return_groups: bool = False, dtype: type = np.int64) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Time-window pairs where the graph has time, else co-group pairs (see those two). ``dtype``:
+    of the pairs (int32 halves them: graph L has 179M co-group pairs, 2.9 GB as int64)."""
     if graph.edge_time is not None:
-        return time_window_pairs(graph, window, return_groups=return_groups)
-    return co_group_pairs(graph, rng, per_edge=max(1, window // 2), return_groups=return_groups)
+        return time_window_pairs(graph, window, return_groups=return_groups, dtype=dtype)
+    return co_group_pairs(graph, rng, per_edge=max(1, window // 2), return_groups=return_groups, dtype=dtype)
 
 
-def group_balance_weights(pair_groups: np.ndarray, balance: float) -> np.ndarray | None:
-    r"""Sampling probabilities of the pairs that balance the groups' shares.
+class GroupBalancedDraw:
+    r"""Draws pair indices so that every group's share follows ``balance`` (:math:`\beta`).
 
     A pair from group :math:`g` is drawn with probability :math:`\propto c_g^{-\beta}`, with
-    :math:`c_g` the number of pairs of :math:`g` and :math:`\beta` = ``balance``: 0 draws every pair
-    alike (heavy users and big boards dominate), 1 gives every group the same share (as the
-    related-item evaluation counts every user once). Returns ``(P,)`` float64 summing to 1, or
-    None for ``balance == 0``.
+    :math:`c_g` the number of pairs of :math:`g`: 0 draws every pair alike (heavy users and big boards
+    dominate), 1 gives every group the same share (as the related-item evaluation counts every user
+    once). Drawn in two stages, without a per-pair weight table: a group :math:`g` with probability
+    :math:`\propto c_g^{1-\beta}`, then one of its pairs uniformly.
+
+    Memory: ``(G + 1)`` offsets and probabilities, plus a ``(P,)`` int32 permutation only when the
+    pairs are not already stored group by group (co-group pairs are; time-window pairs are not).
+
+    Args:
+        pair_groups: ``(P,)`` group index of every pair (from ``positive_pairs(..., return_groups=True)``).
+        balance: :math:`\beta` in ``[0, 1]``.
     """
-    if balance == 0 or len(pair_groups) == 0:
-        return None
-    counts = np.bincount(pair_groups)
-    w = counts[pair_groups].astype(np.float64) ** (-float(balance))
-    return w / w.sum()
+
+    def __init__(self, pair_groups: np.ndarray, balance: float) -> None:
+        pair_groups = np.asarray(pair_groups)
+        counts = np.bincount(pair_groups).astype(np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(counts)])
+        self.counts = counts
+        if len(pair_groups) > 1 and (pair_groups[1:] < pair_groups[:-1]).any():
+            index_dtype = np.int32 if len(pair_groups) < 2 ** 31 else np.int64
+            self.order: np.ndarray | None = np.argsort(pair_groups, kind="stable").astype(index_dtype)
+        else:
+            self.order = None
+        w = np.zeros(len(counts))
+        has = counts > 0
+        w[has] = counts[has].astype(np.float64) ** (1.0 - float(balance))
+        self.group_probs = w / w.sum()
+        self.balance = float(balance)
+
+    def __len__(self) -> int:
+        """Number of pairs ``P``."""
+        return int(self.offsets[-1])
+
+    def pair_probabilities(self) -> np.ndarray:
+        """``(P,)`` probability of each pair per draw (for tests and inspection; O(P) memory)."""
+        per_group = np.zeros(len(self.counts))
+        has = self.counts > 0
+        per_group[has] = self.group_probs[has] / self.counts[has]
+        probs_sorted = np.repeat(per_group, self.counts)
+        if self.order is None:
+            return probs_sorted
+        out = np.empty_like(probs_sorted)
+        out[self.order] = probs_sorted
+        return out
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``(n,)`` int64 pair indices, drawn independently (with replacement)."""
+        groups = rng.choice(len(self.counts), n, p=self.group_probs)
+        idx = self.offsets[groups] + (rng.random(n) * self.counts[groups]).astype(np.int64)
+        return idx if self.order is None else self.order[idx].astype(np.int64)
