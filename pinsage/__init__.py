@@ -16,12 +16,26 @@ from pinsage.config import ModelConfig, PinSageConfig, SamplerConfig, TrainConfi
 from pinsage.estimator import PinSageEmbedder
 from pinsage.features import ItemFeatureEncoder
 from pinsage.graph import InteractionGraph
-from pinsage.index import ItemIndex
 from pinsage.inference import embed_all, embed_sampled
 from pinsage.nn import Block, ImportanceConv, Neighborhoods, PinSage, build_blocks
 from pinsage.sampling import ImportanceSampler, SampledNeighborhoods, personalized_pagerank, ppr_rank_window
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # ItemIndex needs faiss: import it on first use, so that training and the benchmarks do not load it
+    if name == "ItemIndex":
+        from pinsage.index import ItemIndex
+
+        return ItemIndex
+    raise AttributeError(f"module 'pinsage' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {"ItemIndex"})
+
+
 __all__ = [
     "InputError", "InteractionGraph", "ItemFeatureEncoder", "ImportanceSampler", "SampledNeighborhoods",
     "personalized_pagerank", "ppr_rank_window", "ImportanceConv", "PinSage", "Block", "Neighborhoods",

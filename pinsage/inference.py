@@ -22,9 +22,16 @@ Cost per layer is :math:`O(N H^2 + \mathrm{nnz}\, H)` rather than
 Sharded over ``world_size`` ranks, each rank computes a contiguous shard of rows
 of every table; only the projected table :math:`\mathbf{M}^{(k)}` (which
 neighbours read) and the final embeddings are all-gathered.
+
+Larger than RAM: ``features`` may be a memory-mapped array (``np.load(...,
+mmap_mode="r")``), ``out`` a memory-mapped output (``np.lib.format.open_memmap``)
+and ``scratch_dir`` puts the per-layer tables into memory-mapped files, so the
+resident memory is the model, the neighbourhoods and a few chunks.
 """
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import Optional, Union
 
 import numpy as np
@@ -50,7 +57,8 @@ def _rows(features: Features, idx: Union[slice, np.ndarray, Tensor], device: tor
     else:
         if isinstance(idx, Tensor):
             idx = idx.cpu().numpy()
-        out = torch.from_numpy(np.ascontiguousarray(features[idx]))
+        rows = np.ascontiguousarray(features[idx])
+        out = torch.from_numpy(rows if rows.flags.writeable else rows.copy())  # read-only memory map
     return out.to(device=device, dtype=torch.float32)
 
 
@@ -71,6 +79,16 @@ def _all_gather_rows(shard: Tensor, n_total: int, shard_size: int, world_size: i
     return torch.cat(parts, dim=0)[:n_total]
 
 
+def _table(rows: int, cols: int, dtype: torch.dtype, device: torch.device, scratch: Optional[str],
+           name: str) -> Tensor:
+    """An uninitialised ``(rows, cols)`` table: in memory, or a memory-mapped file in ``scratch``."""
+    if scratch is None:
+        return torch.empty((rows, cols), dtype=dtype, device=device)
+    arr = np.lib.format.open_memmap(os.path.join(scratch, f"{name}.npy"), mode="w+", dtype=np.float32,
+                                    shape=(rows, cols))
+    return torch.from_numpy(arr)
+
+
 @torch.no_grad()
 def embed_all(
     model: PinSage,
@@ -80,6 +98,8 @@ def embed_all(
     device: Union[str, torch.device] = "cpu",
     rank: int = 0,
     world_size: int = 1,
+    out: Optional[np.ndarray] = None,
+    scratch_dir: Optional[Union[str, os.PathLike]] = None,
 ) -> Tensor:
     r"""Layer-wise full-graph inference: embeddings of all ``N`` items.
 
@@ -91,40 +111,62 @@ def embed_all(
             memory-mapped, or tensor), or ``None`` if the model has none.
         chunk_size: rows processed at a time (bounds the working memory).
         device: compute device; the per-layer tables live there too.
-        rank, world_size: shard the rows over ``world_size`` processes of an
-            initialised :mod:`torch.distributed` group; every rank returns the
-            full table. With ``world_size == 1`` no distributed call is made.
+        rank: this process's rank in an initialised :mod:`torch.distributed` group.
+        world_size: shard the rows over ``world_size`` processes of that group;
+            every rank returns the full table. With ``world_size == 1`` no
+            distributed call is made.
+        out: optional ``(N, out_channels)`` float32 numpy array (for example
+            ``np.lib.format.open_memmap(path, "w+", np.float32, (N, out_channels))``)
+            the embeddings are written into, chunk by chunk; the result is then
+            a tensor sharing its memory.
+        scratch_dir: optional directory (CPU, float32 model only) for the
+            per-layer tables (``~3 * N * hidden_channels * 4`` bytes), kept as
+            memory-mapped files in a temporary sub-directory removed at the end,
+            instead of in memory.
 
     Returns:
-        ``(N, out_channels)`` float32 tensor on ``device``.
+        ``(N, out_channels)`` float32 tensor on ``device`` (sharing ``out``'s memory when given).
     """
     device = torch.device(device)
     was_training = model.training
     model.eval()
     model.to(device)
+    scratch_tmp = None
     try:
         n = neighborhoods.num_nodes
         if features is not None and features.shape[0] != n:
             raise ValueError(f"features has {features.shape[0]} rows, neighbourhoods {n}")
+        if out is not None and (out.shape != (n, model.out_channels) or out.dtype != np.float32):
+            raise ValueError(f"out must be a float32 array of shape {(n, model.out_channels)}, got "
+                             f"{out.dtype} {out.shape}")
         shard_size = -(-n // world_size)
         lo, hi = min(rank * shard_size, n), min((rank + 1) * shard_size, n)
         dtype = model.input_proj.weight.dtype
+        scratch = None
+        if scratch_dir is not None:
+            if device.type != "cpu" or dtype != torch.float32:
+                raise ValueError("scratch_dir needs a float32 model on the CPU")
+            scratch_tmp = tempfile.TemporaryDirectory(prefix="pinsage-embed-", dir=scratch_dir)
+            scratch = scratch_tmp.name
 
         # H^(0) for this rank's rows.
-        h = torch.empty((hi - lo, model.hidden_channels), dtype=dtype, device=device)
+        h = _table(hi - lo, model.hidden_channels, dtype, device, scratch, "h0")
         for s in range(lo, hi, chunk_size):
             e = min(s + chunk_size, hi)
             nodes = torch.arange(s, e, device=device)
             h[s - lo: e - lo] = model.encode(nodes, _rows(features, slice(s, e), device))
 
-        for conv in model.layers:
+        for k, conv in enumerate(model.layers, start=1):
             # M^(k) = ReLU(Q H^(k-1)) once per node, then the full table.
-            m = torch.empty((hi - lo, conv.hidden_channels), dtype=dtype, device=device)
+            m = _table(hi - lo, conv.hidden_channels, dtype, device, scratch, f"m{k}")
             for s in range(0, hi - lo, chunk_size):
                 m[s: s + chunk_size] = conv.project(h[s: s + chunk_size])
             if world_size > 1:
                 m = _all_gather_rows(m, n, shard_size, world_size)  # (N, hidden)
-            h_next = torch.empty((hi - lo, conv.out_channels), dtype=dtype, device=device)
+            # a chunk's update reads only its own rows of H^(k-1) (and M^(k)), so H^(k) can overwrite
+            # H^(k-1) in place when the widths agree: two tables of N rows live at a time, not three
+            inplace = conv.out_channels == h.size(1)
+            h_next = h if inplace else _table(hi - lo, conv.out_channels, dtype, device, scratch, f"h{k}")
             for s in range(lo, hi, chunk_size):
                 e = min(s + chunk_size, hi)
                 ptr, idx, w = _csr_range(neighborhoods, s, e)
@@ -135,15 +177,29 @@ def embed_all(
                     m, h[s - lo: e - lo], edge_index, torch.from_numpy(w).to(device)
                 )
             h = h_next
+            del m
 
-        z = torch.empty((hi - lo, model.out_channels), dtype=dtype, device=device)
+        direct = out is not None and world_size == 1
+        z = torch.empty((0 if direct else hi - lo, model.out_channels), dtype=dtype, device=device)
         for s in range(0, hi - lo, chunk_size):
-            z[s: s + chunk_size] = model.head(h[s: s + chunk_size])
+            zc = model.head(h[s: s + chunk_size])
+            if direct:
+                out[s: s + zc.size(0)] = zc.float().cpu().numpy()
+            else:
+                z[s: s + chunk_size] = zc
+        del h
+        if direct:
+            return torch.from_numpy(out)
         if world_size > 1:
             z = _all_gather_rows(z, n, shard_size, world_size)
+        if out is not None:
+            out[:] = z.float().cpu().numpy()
+            return torch.from_numpy(out)
         return z
     finally:
         model.train(was_training)
+        if scratch_tmp is not None:
+            scratch_tmp.cleanup()
 
 
 @torch.no_grad()
