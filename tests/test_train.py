@@ -42,12 +42,7 @@ TINY_YAML = {"train": {"epochs": 2, "pairs_per_epoch": 3000, "batch_size": 256, 
 FIT = dict(group_col="board", item_col="pin", time_col="time")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
