@@ -51,6 +51,24 @@ def test_inference_benchmark_runs(tmp_path):
     assert row["max_abs_diff"] < 1e-4  # both methods compute the same embeddings
 
 
+def test_train_benchmark_cli_rss_mode_runs(tmp_path):
+    """``--cli-rss`` runs the real ``pinsage train`` in a child process and reads its peak memory."""
+    out = tmp_path / "rss.json"
+    rc = _load("train").main(["--sizes", "XS", "--cli-rss", "--cli-epochs", "1", "--cli-pairs", "512",
+                              "--content-dim", "2", "--cli-set", "sampler.num_walks=20",
+                              "--cli-set", "train.num_workers=0", "--workdir", str(tmp_path), "--out", str(out)])
+    assert rc == 0
+    (row,) = json.loads(out.read_text())["cli_rss"]
+    assert row["peak_rss_gib"] > 0 and row["embeddings_shape"][1] == 64
+
+
+def test_conv_benchmark_runs(tmp_path):
+    out = tmp_path / "conv.json"
+    assert _load("conv").main(["--scale", "0.005", "--repeats", "1", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["impl"] for r in rows} >= {"sparse.mm", "index_add"}
+
+
 def test_embed_all_out_of_core(tmp_path):
     """Memory-mapped features, output and scratch tables give the in-memory result, and the scratch
     files are removed."""
