@@ -40,6 +40,8 @@ ABLATIONS: dict[str, tuple[dict, bool]] = {
     "+ content features (genres, year)": ({}, True),
     "mean pooling instead of importance": ({"model": {"aggr": "mean"}}, False),
     "no hard negatives (curriculum off)": ({"train": {"hard_negatives_max": 0}}, False),
+    "closure hard negatives (large-catalogue method)": ({"train": {"hard_negative_method": "closure"}}, False),
+    "closure hard negatives, seed 1": ({"train": {"hard_negative_method": "closure", "seed": 1}}, False),
     "T=10 neighbours": ({"sampler": {"num_neighbors": 10}}, False),
     "10 walks, T=3 (DGL example's sampler)": ({"sampler": {"num_walks": 10, "num_neighbors": 3}}, False),
     "no spectral inputs (id embedding only)": ({"model": {"spectral_dim": 0}}, False),

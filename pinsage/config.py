@@ -66,6 +66,7 @@ class TrainConfig:
     hard_rank_window: tuple[float, float] = (0.15, 0.40)  #: PPR rank window as catalogue fractions
     hard_rank_min: tuple[int, int] = (10, 50)  #: ...but at least these absolute ranks
     hard_rank_max: tuple[int, int] = (2000, 5000)  #: ...and at most these (the paper's window)
+    hard_negative_method: str = "auto"  #: auto | table (walk-estimated windows, precomputed) | closure (per batch; auto above 200k items)
     pair_window: int = 3             #: with time: pair items at most this many steps apart in a history
     group_balance: float = 1.0       #: draw a group's pairs with probability ~ (its pair count)^-this: 0 every pair alike, 1 every group alike
     pairs_per_epoch: int = 200_000   #: positive pairs sampled per epoch (0: all pairs once)
@@ -156,7 +157,7 @@ class PinSageConfig:
 
 #: allowed values of the string settings
 CHOICES = {"aggr": ("importance", "mean", "max", "sum"), "loss": ("margin", "softmax"),
-           "amp": ("auto", "bf16", "off")}
+           "amp": ("auto", "bf16", "off"), "hard_negative_method": ("auto", "table", "closure")}
 
 
 def _is_number(v: Any) -> bool:

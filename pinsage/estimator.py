@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
+from pinsage._arrays import shrink_rows
 from pinsage._io import InputError, atomic_path, save_npy_atomic
 from pinsage.config import PinSageConfig
 from pinsage.features import ItemFeatureEncoder, check_unknown, log_degree_feature
@@ -34,18 +35,28 @@ __all__ = ["PinSageEmbedder", "all_neighborhoods"]
 
 
 def all_neighborhoods(sampler: ImportanceSampler, chunk: int = 16384, key_base: int = 0) -> Neighborhoods:
-    """Importance neighbourhoods of every item, sampled once (chunk ``c`` uses key ``key_base + c``)."""
+    """Importance neighbourhoods of every item, sampled once (chunk ``c`` uses key ``key_base + c``).
+
+    Indices are stored as int32 (the catalogue fits): written chunk by chunk into arrays sized for
+    ``num_items * num_neighbors`` entries, then shrunk in place, so the peak is the result's size
+    (graph L: 0.8 GB instead of 2.4 GB for int64 parts plus their concatenation).
+    """
     n = sampler.graph.num_items
-    indptr_parts, idx_parts, w_parts = [np.zeros(1, dtype=np.int64)], [], []
+    cap = n * sampler.num_neighbors
+    index_dtype = np.int32 if n <= np.iinfo(np.int32).max else np.int64
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    indices = np.empty(cap, dtype=index_dtype)
+    weights = np.empty(cap, dtype=np.float32)
     total = 0
     for c, lo in enumerate(range(0, n, chunk)):
-        nb = sampler(np.arange(lo, min(n, lo + chunk)), key=key_base + c)
-        idx_parts.append(nb.indices.numpy())
-        w_parts.append(nb.weights.numpy())
-        indptr_parts.append(nb.offsets.numpy()[1:] + total)
-        total += len(nb.indices)
-    return Neighborhoods(np.concatenate(indptr_parts), np.concatenate(idx_parts) if idx_parts else np.zeros(0, np.int64),
-                         np.concatenate(w_parts) if w_parts else np.zeros(0, np.float32))
+        hi = min(n, lo + chunk)
+        nb = sampler(np.arange(lo, hi), key=key_base + c)
+        k = len(nb.indices)
+        indices[total:total + k] = nb.indices.numpy()
+        weights[total:total + k] = nb.weights.numpy()
+        indptr[lo + 1:hi + 1] = nb.offsets.numpy()[1:] + total
+        total += k
+    return Neighborhoods(indptr, shrink_rows(indices, total), shrink_rows(weights, total))
 
 
 def _dist_info() -> tuple[int, int]:
@@ -130,7 +141,8 @@ class PinSageEmbedder:
         if cfg.train.hard_negatives_max > 0 and cfg.train.epochs >= 2 and graph.num_items > 3:
             window = rank_window(graph.num_items, cfg.train.hard_rank_window, cfg.train.hard_rank_min,
                                  cfg.train.hard_rank_max)
-            hard_table = HardNegatives(graph, window, seed=cfg.train.seed)
+            hard_table = HardNegatives(graph, window, seed=cfg.train.seed, neighborhoods=self.neighborhoods_,
+                                       method=cfg.train.hard_negative_method)
         self.timings_["pairs_negatives_s"] = time.perf_counter() - t0
 
         m = cfg.model

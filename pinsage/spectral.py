@@ -27,11 +27,15 @@ def spectral_item_features(graph: "InteractionGraph", dim: int = 64, seed: int =
     k = int(min(dim, min(n_i, n_g) - 1))
     if k < 1:
         return np.zeros((n_i, dim), dtype=np.float32)
-    X = sp.csr_matrix((np.ones(graph.num_edges, dtype=np.float64), np.asarray(graph.group_items),
-                       np.asarray(graph.group_indptr)), shape=(n_g, n_i))
     deg = graph.item_degree.astype(np.float64)
     scale = np.divide(1.0, np.sqrt(deg), out=np.zeros_like(deg), where=deg > 0)
-    Xn = X @ sp.diags(scale)
+    # X D^-1/2 built directly (entry (g, i) = deg_i^-1/2) on the graph's own index arrays: no binary
+    # X and no product copy (graph L: ~0.9 GB less at the SVD's peak)
+    items = np.asarray(graph.group_items)
+    indptr = np.asarray(graph.group_indptr)
+    if items.dtype == np.int32 and graph.num_edges <= np.iinfo(np.int32).max:
+        indptr = indptr.astype(np.int32)
+    Xn = sp.csr_matrix((scale[items], items, indptr), shape=(n_g, n_i))
     v0 = np.random.default_rng(seed).standard_normal(min(Xn.shape))
     _, s, vt = spla.svds(Xn, k=k, v0=v0)
     order = np.argsort(-s)

@@ -62,6 +62,16 @@ def test_train_benchmark_cli_rss_mode_runs(tmp_path):
     assert row["peak_rss_gib"] > 0 and row["embeddings_shape"][1] == 64
 
 
+def test_hard_negatives_benchmark_runs(tmp_path):
+    out = tmp_path / "hn.json"
+    assert _load("hard_negatives").main(["--sizes", "XS", "--queries", "16", "--repeats", "1",
+                                         "--out", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["results"]
+    assert row["graph"] == "XS" and row["batch_s"]["closure"] > 0 and row["batch_s"]["walks"] > 0
+    for summary in row["exact_rank"].values():
+        assert 0 <= summary["in_window"] <= 1 and summary["rank_q10"] <= summary["rank_median"] <= summary["rank_q90"]
+
+
 def test_conv_benchmark_runs(tmp_path):
     out = tmp_path / "conv.json"
     assert _load("conv").main(["--scale", "0.005", "--repeats", "1", "--out", str(out)]) == 0

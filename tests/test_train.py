@@ -26,8 +26,10 @@ from pinsage._io import InputError
 from pinsage.cli import main
 from pinsage.config import PinSageConfig
 from pinsage.datasets import make_pinboard
-from pinsage.estimator import PinSageEmbedder
+from pinsage.estimator import PinSageEmbedder, all_neighborhoods
 from pinsage.graph import InteractionGraph
+from pinsage.nn.block import Neighborhoods
+from pinsage.sampling import ImportanceSampler
 from pinsage.train.loss import max_margin_loss, sampled_softmax_loss
 from pinsage.train.negatives import HardNegatives, curriculum_hard_count, rank_window
 from pinsage.train.pairs import GroupBalancedDraw, co_group_pairs, positive_pairs, time_window_pairs
@@ -302,6 +304,80 @@ def test_hard_negatives_exclude_the_query_and_lie_in_range(data):
         assert set(row.tolist()) <= set(hn.table[qi].tolist())
     # the same seed gives the same table
     assert np.array_equal(HardNegatives(g, window, seed=0).table, hn.table)
+
+
+def _closure(nb, q: int, fan: int) -> set[int]:
+    """q, its first ``fan`` importance neighbours and theirs (the reference for the kernel)."""
+    row = lambda v: nb.indices[nb.indptr[v]:nb.indptr[v + 1]][:fan].tolist()  # noqa: E731
+    out = {q, *row(q)}
+    for n1 in row(q):
+        out.update(row(n1))
+    return out
+
+
+def test_closure_hard_negatives_lie_past_the_closure_and_are_reproducible(data):
+    g = InteractionGraph.from_pandas(data.interactions, "board", "pin", time_col="time")
+    nb = all_neighborhoods(ImportanceSampler(g, num_walks=100, walk_length=3, restart_prob=0.5,
+                                             num_neighbors=10, seed=0))
+    window = (9, 30)                                                  # fan-out ceil(sqrt(9)) = 3
+    hn = HardNegatives(g, window, seed=0, neighborhoods=nb, method="closure")
+    assert hn.table is None and hn.fan_out == 3
+    queries = np.arange(g.num_items)
+    out = hn(queries, 5, np.random.default_rng(0), key=11)
+    assert out.shape == (g.num_items, 5) and out.dtype == np.int64
+    assert (out >= 0).mean() > 0.9 and ((out >= -1) & (out < g.num_items)).all()
+    # co-engaged: every sample is reachable from its query by walks on the graph
+    item_groups = [set(g.item_groups[g.item_indptr[i]:g.item_indptr[i + 1]].tolist()) for i in range(g.num_items)]
+    for q in range(0, g.num_items, 7):
+        H = _closure(nb, q, hn.fan_out)
+        got = [v for v in out[q].tolist() if v >= 0]
+        assert not H & set(got), (q, H & set(got))
+    assert all(item_groups[v] for v in out[out >= 0].ravel().tolist())
+    # seeded by (seed, key) alone: the same key repeats, another key differs
+    assert np.array_equal(hn(queries, 5, np.random.default_rng(1), key=11), out)
+    assert not np.array_equal(hn(queries, 5, None, key=12), out)
+    # a closure that covers the whole catalogue leaves nothing to sample: -1, masked by the loader
+    everyone = Neighborhoods.from_lists([list(range(g.num_items))] * g.num_items)
+    wide = HardNegatives(g, (g.num_items ** 2, g.num_items ** 2 + 1), neighborhoods=everyone, method="closure", max_tries=3)
+    assert (wide(queries[:20], 2, None) == -1).all()
+
+
+def test_hard_negative_method_selection(data, monkeypatch):
+    g = InteractionGraph.from_pandas(data.interactions, "board", "pin", time_col="time")
+    nb = all_neighborhoods(ImportanceSampler(g, num_walks=30, walk_length=3, num_neighbors=10, seed=0))
+    assert HardNegatives(g, (5, 20), neighborhoods=nb).method == "table"
+    monkeypatch.setattr("pinsage.train.negatives.TABLE_MAX_ITEMS", g.num_items - 1)
+    assert HardNegatives(g, (5, 20), neighborhoods=nb).method == "closure"
+    with pytest.raises(ValueError, match="needs the importance neighborhoods"):
+        HardNegatives(g, (5, 20))
+    with pytest.raises(ValueError, match="method must be one of"):
+        HardNegatives(g, (5, 20), method="exact")
+    with pytest.raises(InputError, match="train.hard_negative_method must be one of"):
+        PinSageConfig.from_dict({"train": {"hard_negative_method": "exact"}})
+
+
+def test_fit_with_closure_hard_negatives(data):
+    est = PinSageEmbedder(tiny_config(train__hard_negative_method="closure"), progress=False)
+    est.fit(data.interactions, **FIT)
+    assert [h["hard_negatives"] for h in est.history_] == [0, 1]
+    assert np.isfinite(est.item_embeddings_).all()
+
+
+def test_all_neighborhoods_stores_int32_indices(data):
+    g = InteractionGraph.from_pandas(data.interactions, "board", "pin", time_col="time")
+    sampler = ImportanceSampler(g, num_walks=50, walk_length=3, num_neighbors=7, seed=3)
+    nb = all_neighborhoods(sampler, chunk=13)                      # several chunks, a short last one
+    assert nb.indices.dtype == np.int32 and nb.weights.dtype == np.float32
+    ref = sampler(np.arange(g.num_items), key=0)                   # one chunk: same rows, other keys
+    assert nb.nnz == int(nb.indptr[-1]) == len(nb.indices) and nb.num_nodes == g.num_items
+    assert np.array_equal(np.diff(nb.indptr) > 0, np.diff(ref.offsets.numpy()) > 0)
+    one = all_neighborhoods(sampler, chunk=10 ** 6)
+    first = sampler(np.arange(g.num_items), key=0)
+    assert np.array_equal(one.indices, first.indices.numpy()) and np.array_equal(one.weights, first.weights.numpy())
+    # int32 survives the Neighborhoods round trip, and gather returns the stored rows
+    ptr, idx, w = nb.gather(np.array([3, 3, 0]))
+    assert idx.dtype == np.int32
+    assert np.array_equal(idx[:ptr[1]], nb.indices[nb.indptr[3]:nb.indptr[4]])
 
 
 # ---------------------------------------------------------------------------------- config

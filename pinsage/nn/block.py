@@ -41,6 +41,11 @@ def _to_numpy(a: ArrayLike, dtype: np.dtype) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(a), dtype=dtype)
 
 
+def _dtype_of(a: ArrayLike) -> np.dtype:
+    """numpy dtype of an array or tensor."""
+    return a.detach().cpu().numpy().dtype if isinstance(a, Tensor) else np.asarray(a).dtype
+
+
 def _to_tensor(a: ArrayLike, dtype: torch.dtype) -> Tensor:
     if isinstance(a, Tensor):
         return a.to(dtype)
@@ -109,7 +114,8 @@ class Neighborhoods:
 
     Attributes:
         indptr: ``(N + 1,)`` int64 offsets.
-        indices: ``(nnz,)`` int64 neighbour item indices.
+        indices: ``(nnz,)`` neighbour item indices: int32 when given as int32 (half the memory:
+            graph L's 100M entries take 0.4 GB), else int64.
         weights: ``(nnz,)`` float32 neighbour weights.
 
     Tensors are accepted and converted to numpy arrays. The object is callable
@@ -123,7 +129,7 @@ class Neighborhoods:
 
     def __post_init__(self) -> None:
         self.indptr = _to_numpy(self.indptr, np.int64)
-        self.indices = _to_numpy(self.indices, np.int64)
+        self.indices = _to_numpy(self.indices, np.int32 if _dtype_of(self.indices) == np.int32 else np.int64)
         self.weights = _to_numpy(self.weights, np.float32)
         if self.indptr.ndim != 1 or self.indptr.size < 1:
             raise ValueError("indptr must be a 1-D array of length N + 1")
@@ -149,7 +155,7 @@ class Neighborhoods:
             nodes: ``(n,)`` item indices.
 
         Returns:
-            ``(indptr (n+1,) int64, indices (nnz',) int64, weights (nnz',) float32)``
+            ``(indptr (n+1,) int64, indices (nnz',) int64 or int32 (as stored), weights (nnz',) float32)``
             where row ``i`` holds the neighbourhood of ``nodes[i]``.
         """
         nodes = _to_numpy(nodes, np.int64)

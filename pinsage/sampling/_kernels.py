@@ -182,3 +182,87 @@ def walk_topk_range(
         nv = _walk_one(seeds[b], state, item_indptr, item_groups, group_indptr, group_items,
                        num_walks, walk_length, threshold, always_stop, visits)
         nout[b] = _topk_one(visits, nv, table_items, table_counts, keys, nbr[b], cnt[b])
+
+
+@nb.njit(cache=True, inline="always")
+def _set_slot(table, v):
+    """Slot of ``v`` in the open-addressing set ``table`` (power-of-two size, -1 = empty): where it
+    is, or the empty slot where it would go (linear probing)."""
+    mask = len(table) - 1
+    slot = np.int64((np.uint64(v) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)) & mask
+    while table[slot] != -1 and table[slot] != v:
+        slot = (slot + 1) & mask
+    return slot
+
+
+@nb.njit(cache=True, inline="always")
+def _set_add(table, used, n_used, v):
+    """Add ``v`` to the set; record a newly filled slot in ``used``; return the new count."""
+    slot = _set_slot(table, v)
+    if table[slot] == -1:
+        table[slot] = v
+        used[n_used] = slot
+        n_used += 1
+    return n_used
+
+
+@nb.njit(cache=True, nogil=True)
+def beyond_closure_range(
+    queries, nb_indptr, nb_indices, fan_out, item_indptr, item_groups, group_indptr, group_items,
+    walk_length, restart_prob, max_tries, key, out, start, stop,
+):
+    """Hard negatives as the first walk visit outside a query's importance closure, rows ``start..stop-1``.
+
+    For query ``q`` the closure ``H(q)`` is ``q``, its first ``fan_out`` importance neighbours and
+    the first ``fan_out`` neighbours of each of those (at most ``1 + f + f**2`` items: the items a
+    two-hop importance walk ranks highest). Each of the ``out.shape[1]`` samples runs random walks with
+    restart from ``q`` (item -> uniform group -> uniform item, stop with probability
+    ``restart_prob`` after each hop, at most ``walk_length`` hops) and keeps the first visited item
+    not in ``H(q)``; after ``max_tries`` walks without one the entry stays ``-1``. Visits follow the
+    personalised PageRank distribution, so the samples are the items with the most PPR mass just past
+    the closure. ``out`` ``(B, H)`` int64 must be pre-filled with -1. The random stream of row ``b``
+    depends only on ``(key, b)``. Releases the GIL.
+    """
+    threshold = np.uint64(restart_prob * 18446744073709549568.0)
+    cap = 1 + fan_out + fan_out * fan_out
+    size = 1
+    while size < 2 * cap:
+        size *= 2
+    table = np.full(size, -1, dtype=np.int64)
+    used = np.empty(cap, dtype=np.int64)
+    base = _splitmix64(np.uint64(key))
+    for b in range(start, stop):
+        q = np.int64(queries[b])
+        # the closure: q, its top fan_out neighbours, and theirs
+        n_used = _set_add(table, used, 0, q)
+        for e1 in range(nb_indptr[q], min(nb_indptr[q + 1], nb_indptr[q] + fan_out)):
+            n1 = np.int64(nb_indices[e1])
+            n_used = _set_add(table, used, n_used, n1)
+            for e in range(nb_indptr[n1], min(nb_indptr[n1 + 1], nb_indptr[n1] + fan_out)):
+                n_used = _set_add(table, used, n_used, np.int64(nb_indices[e]))
+        state = _splitmix64(base ^ (np.uint64(b + 1) * np.uint64(_GOLDEN))) | np.uint64(1)
+        for k in range(out.shape[1]):
+            for _try in range(max_tries):
+                cur = q
+                found = np.int64(-1)
+                for _h in range(walk_length):
+                    lo = item_indptr[cur]
+                    deg = item_indptr[cur + 1] - lo
+                    if deg == 0:
+                        break
+                    state, bits = _next(state)
+                    g = item_groups[lo + _below(bits, deg)]
+                    glo = group_indptr[g]
+                    gdeg = group_indptr[g + 1] - glo
+                    cur = np.int64(group_items[glo + _below(bits << np.uint64(32), gdeg)])
+                    if table[_set_slot(table, cur)] == -1:
+                        found = cur
+                        break
+                    state, bits = _next(state)
+                    if bits < threshold:
+                        break
+                if found >= 0:
+                    out[b, k] = found
+                    break
+        for j in range(n_used):
+            table[used[j]] = -1

@@ -1,19 +1,25 @@
 """Negatives: a shared pool of easy negatives, and hard negatives from a PPR rank window."""
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pinsage.sampling._kernels import beyond_closure_range
 from pinsage.sampling.importance import ImportanceSampler
 
 if TYPE_CHECKING:
     from pinsage.graph import InteractionGraph
+    from pinsage.nn.block import Neighborhoods
 
-__all__ = ["HardNegatives", "curriculum_hard_count", "rank_window"]
+__all__ = ["HardNegatives", "curriculum_hard_count", "rank_window", "walk_window_sampler", "HARD_NEGATIVE_METHODS"]
 
-#: catalogues up to this size get a precomputed candidate table; larger ones sample per batch
+#: with ``method="auto"``, catalogues up to this size get the precomputed table, larger ones ``"closure"``
 TABLE_MAX_ITEMS = 200_000
+
+#: the estimators :class:`HardNegatives` offers
+HARD_NEGATIVE_METHODS = ("auto", "table", "closure")
 
 
 def rank_window(num_items: int, fractions: tuple[float, float], minimum: tuple[int, int],
@@ -39,39 +45,90 @@ def rank_window(num_items: int, fractions: tuple[float, float], minimum: tuple[i
 class HardNegatives:
     r"""Items ranked moderately high by personalised PageRank from a query.
 
-    PPR is estimated by random walks with restart (``restart_prob`` 0.15, up to ``walk_length``
-    item -> group -> item hops, ``num_walks`` walks): the visit counts rank the catalogue from the
-    query, and the items ranked ``window = [lo, hi)`` are the candidates. Exact PPR
-    (:func:`pinsage.sampling.personalized_pagerank`) costs a sparse power iteration per query;
-    the walk estimate costs ``O(num_walks * walk_length)`` per query and needs no dense state.
+    Two estimators of the PPR rank window ``[lo, hi)`` (``method``):
 
-    For catalogues up to :data:`TABLE_MAX_ITEMS` all candidates are computed once into a
-    ``(num_items, hi - lo)`` table; larger catalogues are sampled per batch for the batch's queries.
+    * ``"table"``: PPR is estimated by random walks with restart (``restart_prob`` 0.15, up to
+      ``walk_length`` item -> group -> item hops, ``num_walks`` walks, by default enough that ranks
+      up to ``hi`` are visited: 2,000 for the paper's window); the visit counts rank the catalogue
+      from each item and the items ranked ``[lo, hi)`` are stored once in a ``(num_items, hi - lo)``
+      int32 table. Costs ``num_walks`` x ~5 hops per item before training: right for catalogues
+      up to :data:`TABLE_MAX_ITEMS` (MovieLens-100K: well under a second).
+    * ``"closure"``: nothing precomputed; per batch, for each query :math:`q` the closure
+      :math:`H(q)` = :math:`q`, its first :math:`f` importance neighbours and their first :math:`f`
+      (:math:`f = \lceil\sqrt{lo}\,\rceil`, so :math:`|H(q)| \approx lo`: the items a short walk ranks
+      highest), and each hard negative is the first item outside :math:`H(q)` visited by a walk with
+      restart from :math:`q`. Walk visits follow the PPR distribution, so the samples are the items
+      with the most PPR mass past the top :math:`\approx lo`. About 10-20 walk hops per sample instead
+      of ~10,000 per query: 0.03 s per 512-query batch on graph L against 0.7-1.2 s for the walk
+      estimate (docs/benchmarks/scale.md, which also compares where the two land in exact PPR rank).
+      Needs the importance ``neighborhoods``.
+    * ``"auto"`` (default): ``"table"`` up to :data:`TABLE_MAX_ITEMS` items, else ``"closure"``.
+
+    Exact PPR (:func:`pinsage.sampling.personalized_pagerank`) costs a sparse power iteration per
+    query; both estimators need no dense state.
+
+    Args:
+        graph: the interaction graph.
+        window: ``(lo, hi)`` PPR ranks (see :func:`rank_window`).
+        neighborhoods: importance neighbourhoods of every item (required by ``"closure"``).
+        method: ``"auto"``, ``"table"`` or ``"closure"``.
     """
 
     def __init__(self, graph: "InteractionGraph", window: tuple[int, int], num_walks: int = 0,
-                 walk_length: int = 10, restart_prob: float = 0.15, seed: int = 0) -> None:
+                 walk_length: int = 10, restart_prob: float = 0.15, seed: int = 0,
+                 neighborhoods: "Neighborhoods | None" = None, method: str = "auto",
+                 max_tries: int = 20) -> None:
+        if method not in HARD_NEGATIVE_METHODS:
+            raise ValueError(f"method must be one of {HARD_NEGATIVE_METHODS}, got {method!r}")
+        if method == "auto":
+            method = "table" if graph.num_items <= TABLE_MAX_ITEMS else "closure"
+        if method == "closure" and neighborhoods is None:
+            raise ValueError("method='closure' needs the importance neighborhoods")
         self.window = window
-        lo, hi = window
-        # enough walks that ranks up to hi are visited several times on average
-        num_walks = num_walks or int(min(2000, max(200, 3 * hi)))
-        self.sampler = ImportanceSampler(graph, num_walks=num_walks, walk_length=walk_length,
-                                         restart_prob=restart_prob, num_neighbors=hi, seed=seed + 7919)
+        self.method = method
+        self.graph = graph
+        self.restart_prob = restart_prob
+        self.walk_length = walk_length
+        self.max_tries = max_tries
+        self.seed = seed
+        self.neighborhoods = neighborhoods
+        self.fan_out = max(1, math.ceil(math.sqrt(window[0])))
         self.table: np.ndarray | None = None
-        if graph.num_items <= TABLE_MAX_ITEMS:
+        if method == "table":
+            lo, hi = window
+            sampler = walk_window_sampler(graph, window, num_walks, walk_length, restart_prob, seed)
             self.table = np.concatenate([
-                self._window(np.arange(a, min(a + 4096, graph.num_items)), key=a)
-                for a in range(0, graph.num_items, 4096)]).astype(np.int32)
-
-    def _window(self, items: np.ndarray, key: int) -> np.ndarray:
-        nbr, _cnt, _n = self.sampler.sample_arrays(items, key=key)
-        return nbr[:, self.window[0]:self.window[1]]                  # -1 where fewer were visited
+                sampler.sample_arrays(np.arange(a, min(a + 4096, graph.num_items)), key=a)[0][:, lo:hi]
+                for a in range(0, graph.num_items, 4096)]).astype(np.int32)  # -1 where fewer were visited
 
     def __call__(self, queries: np.ndarray, count: int, rng: np.random.Generator, key: int = 0) -> np.ndarray:
-        """``(B, count)`` hard negatives for ``queries`` (``-1`` where a query has too few candidates)."""
-        cand = self.table[queries] if self.table is not None else self._window(queries, key=key)
-        cols = rng.integers(0, cand.shape[1], (len(queries), count))
-        return np.take_along_axis(cand, cols, 1)
+        """``(B, count)`` hard negatives for ``queries`` (``-1`` where a query has too few candidates).
+
+        ``"table"`` draws from the stored windows with ``rng``; ``"closure"`` is seeded by
+        ``(seed, key)`` alone.
+        """
+        queries = np.asarray(queries)
+        if self.table is not None:
+            cand = self.table[queries]
+            cols = rng.integers(0, cand.shape[1], (len(queries), count))
+            return np.take_along_axis(cand, cols, 1)
+        g, nb = self.graph, self.neighborhoods
+        out = np.full((len(queries), count), -1, dtype=np.int64)
+        beyond_closure_range(queries.astype(np.int64), nb.indptr, nb.indices, self.fan_out,
+                             g.item_indptr, g.item_groups, g.group_indptr, g.group_items,
+                             self.walk_length, self.restart_prob, self.max_tries,
+                             (self.seed + 7919) * 1_000_003 + key, out, 0, len(queries))
+        return out
+
+
+def walk_window_sampler(graph: "InteractionGraph", window: tuple[int, int], num_walks: int = 0,
+                        walk_length: int = 10, restart_prob: float = 0.15, seed: int = 0) -> ImportanceSampler:
+    """The walk estimate of PPR behind ``method="table"``: ``sampler.sample_arrays(items)[0][:, lo:hi]``
+    are the items ranked ``[lo, hi)`` by visit count from each item (-1 where fewer were visited).
+    ``num_walks`` 0: enough that ranks up to ``hi`` are visited (``min(2000, max(200, 3 * hi))``)."""
+    num_walks = num_walks or int(min(2000, max(200, 3 * window[1])))
+    return ImportanceSampler(graph, num_walks=num_walks, walk_length=walk_length, restart_prob=restart_prob,
+                             num_neighbors=window[1], seed=seed + 7919)
 
 
 def curriculum_hard_count(epoch: int, cap: int) -> int:

@@ -5,6 +5,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pinsage._arrays import shrink_rows
+
 if TYPE_CHECKING:
     from pinsage.graph import InteractionGraph
 
@@ -83,14 +85,8 @@ def co_group_pairs(graph: "InteractionGraph", rng: np.random.Generator, per_edge
         if return_groups:
             owner[m:m + k] = groups[ok]
         m += k
-    pairs = out[:m].copy() if m < len(out) // 2 else _shrink(out, m)
+    pairs = out[:m].copy() if m < len(out) // 2 else shrink_rows(out, m)
     return (pairs, owner[:m].copy()) if return_groups else pairs
-
-
-def _shrink(a: np.ndarray, rows: int) -> np.ndarray:
-    """The first ``rows`` rows of the C-contiguous ``a`` without a copy (the tail is released)."""
-    a.resize((rows,) + a.shape[1:], refcheck=False)
-    return a
 
 
 def positive_pairs(graph: "InteractionGraph", window: int, rng: np.random.Generator,
