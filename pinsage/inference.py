@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 import torch
@@ -120,7 +120,8 @@ def embed_all(
             the embeddings are written into, chunk by chunk; the result is then
             a tensor sharing its memory.
         scratch_dir: optional directory (CPU, float32 model only) for the
-            per-layer tables (``~3 * N * hidden_channels * 4`` bytes), kept as
+            per-layer tables (``N * hidden_channels * 4`` bytes per layer, two at a time for
+            K >= 2; H^(0) is recomputed, never stored), kept as
             memory-mapped files in a temporary sub-directory removed at the end,
             instead of in memory.
 
@@ -149,44 +150,51 @@ def embed_all(
             scratch_tmp = tempfile.TemporaryDirectory(prefix="pinsage-embed-", dir=scratch_dir)
             scratch = scratch_tmp.name
 
-        # H^(0) for this rank's rows.
-        h = _table(hi - lo, model.hidden_channels, dtype, device, scratch, "h0")
-        for s in range(lo, hi, chunk_size):
-            e = min(s + chunk_size, hi)
-            nodes = torch.arange(s, e, device=device)
-            h[s - lo: e - lo] = model.encode(nodes, _rows(features, slice(s, e), device))
+        # H^(0) (id embedding + input projection) is cheap to recompute and is never stored; the
+        # last layer feeds the head chunk by chunk. Tables of N rows: M^(k) for every layer, H^(k)
+        # only between layers (K = 1: one N x hidden table instead of three).
+        def h0(s: int, e: int) -> Tensor:
+            return model.encode(torch.arange(s, e, device=device), _rows(features, slice(s, e), device))
 
+        h_rows: Callable[[int, int], Tensor] = h0          # global rows s:e of H^(k-1)
+        h: Optional[Tensor] = None                         # H^(k-1) as a table (None for k = 1)
+        direct = out is not None and world_size == 1
+        z = torch.empty((0 if direct else hi - lo, model.out_channels), dtype=dtype, device=device)
+        num_layers = len(model.layers)
         for k, conv in enumerate(model.layers, start=1):
             # M^(k) = ReLU(Q H^(k-1)) once per node, then the full table.
             m = _table(hi - lo, conv.hidden_channels, dtype, device, scratch, f"m{k}")
-            for s in range(0, hi - lo, chunk_size):
-                m[s: s + chunk_size] = conv.project(h[s: s + chunk_size])
+            for s in range(lo, hi, chunk_size):
+                e = min(s + chunk_size, hi)
+                m[s - lo: e - lo] = conv.project(h_rows(s, e))
             if world_size > 1:
                 m = _all_gather_rows(m, n, shard_size, world_size)  # (N, hidden)
+            last = k == num_layers
             # a chunk's update reads only its own rows of H^(k-1) (and M^(k)), so H^(k) can overwrite
-            # H^(k-1) in place when the widths agree: two tables of N rows live at a time, not three
-            inplace = conv.out_channels == h.size(1)
-            h_next = h if inplace else _table(hi - lo, conv.out_channels, dtype, device, scratch, f"h{k}")
+            # H^(k-1) in place when the widths agree
+            h_next = None
+            if not last:
+                inplace = h is not None and conv.out_channels == h.size(1)
+                h_next = h if inplace else _table(hi - lo, conv.out_channels, dtype, device, scratch, f"h{k}")
             for s in range(lo, hi, chunk_size):
                 e = min(s + chunk_size, hi)
                 ptr, idx, w = _csr_range(neighborhoods, s, e)
                 counts = torch.from_numpy(np.diff(ptr))
                 dst = torch.repeat_interleave(torch.arange(e - s), counts)
-                edge_index = torch.stack([torch.from_numpy(idx), dst]).to(device)
-                h_next[s - lo: e - lo] = conv.combine(
-                    m, h[s - lo: e - lo], edge_index, torch.from_numpy(w).to(device)
-                )
-            h = h_next
+                edge_index = torch.stack([torch.from_numpy(idx).long(), dst]).to(device)
+                hk = conv.combine(m, h_rows(s, e), edge_index, torch.from_numpy(w).to(device))
+                if not last:
+                    h_next[s - lo: e - lo] = hk
+                    continue
+                zc = model.head(hk)
+                if direct:
+                    out[s: e] = zc.float().cpu().numpy()
+                else:
+                    z[s - lo: e - lo] = zc
             del m
-
-        direct = out is not None and world_size == 1
-        z = torch.empty((0 if direct else hi - lo, model.out_channels), dtype=dtype, device=device)
-        for s in range(0, hi - lo, chunk_size):
-            zc = model.head(h[s: s + chunk_size])
-            if direct:
-                out[s: s + zc.size(0)] = zc.float().cpu().numpy()
-            else:
-                z[s: s + chunk_size] = zc
+            if not last:
+                h = h_next
+                h_rows = lambda s, e, t=h_next: t[s - lo: e - lo]  # noqa: E731
         del h
         if direct:
             return torch.from_numpy(out)

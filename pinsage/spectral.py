@@ -11,7 +11,13 @@ import scipy.sparse.linalg as spla
 if TYPE_CHECKING:
     from pinsage.graph import InteractionGraph
 
-__all__ = ["spectral_item_features"]
+__all__ = ["spectral_item_features", "LEAN_MIN_ITEMS"]
+
+#: from this many items on, the item factors come from a k x k eigenproblem formed chunk by chunk
+#: instead of scipy's dense SVD of the ``(items, k)`` product (which holds about three float64 copies
+#: of it at once: ~3 GB at graph L's 2M items, the peak of ``pinsage train`` there). Below it,
+#: ``svds`` as is (so results on small catalogues do not move).
+LEAN_MIN_ITEMS = 250_000
 
 
 def spectral_item_features(graph: "InteractionGraph", dim: int = 64, seed: int = 0) -> np.ndarray:
@@ -37,9 +43,14 @@ def spectral_item_features(graph: "InteractionGraph", dim: int = 64, seed: int =
         indptr = indptr.astype(np.int32)
     Xn = sp.csr_matrix((scale[items], items, indptr), shape=(n_g, n_i))
     v0 = np.random.default_rng(seed).standard_normal(min(Xn.shape))
-    _, s, vt = spla.svds(Xn, k=k, v0=v0)
-    order = np.argsort(-s)
-    E = (vt[order].T * s[order]).astype(np.float32)
+    if n_i >= LEAN_MIN_ITEMS:
+        E, s = _item_factors_lean(Xn, graph, scale, k, v0)
+        order = np.argsort(-s)
+        E = np.ascontiguousarray(E[:, order])
+    else:
+        _, s, vt = spla.svds(Xn, k=k, v0=v0)
+        order = np.argsort(-s)
+        E = (vt[order].T * s[order]).astype(np.float32)
     E /= np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
     # fix each factor's sign (svds' signs are arbitrary): largest-magnitude entry positive
     signs = np.sign(E[np.abs(E).argmax(0), np.arange(E.shape[1])])
@@ -47,6 +58,56 @@ def spectral_item_features(graph: "InteractionGraph", dim: int = 64, seed: int =
     if k < dim:
         E = np.pad(E, ((0, 0), (0, dim - k)))
     return E
+
+
+def _item_factors_lean(Xn: sp.csr_matrix, graph: "InteractionGraph", scale: np.ndarray, k: int,
+                       v0: np.ndarray, chunk: int = 1 << 18) -> tuple[np.ndarray, np.ndarray]:
+    r"""``(E (num_items, k) float32 = V S, s (k,))`` of ``Xn`` (groups x items) with the memory of the
+    result only.
+
+    The same Lanczos run as ``scipy.sparse.linalg.svds`` (``eigsh`` of the Gram operator on the
+    smaller side, orthonormalised), then the Rayleigh-Ritz step that ``svds`` does by a dense SVD of
+    the ``(larger side, k)`` product is done on its ``k x k`` Gram matrix instead, accumulated in
+    chunks: with :math:`U` the group-side vectors, :math:`A = X^\top U`, :math:`A^\top A = W
+    \Lambda W^\top` gives :math:`V S = A W`, :math:`S = \Lambda^{1/2}` (and symmetrically when items
+    are the smaller side). Item rows of :math:`X^\top` come from the graph's item-side CSR.
+    """
+    n_g, n_i = Xn.shape
+    if n_g < n_i:   # groups are the smaller side: U from X X^T, then A = X^T U, item rows in chunks
+        op = spla.LinearOperator((n_g, n_g), matvec=lambda x: Xn @ (Xn.T @ x),
+                                 matmat=lambda x: Xn @ (Xn.T @ x), dtype=np.float64)
+        _, U = spla.eigsh(op, k=k, tol=0, which="LM", v0=v0)
+        U, _ = np.linalg.qr(U)
+        indptr, groups = np.asarray(graph.item_indptr), np.asarray(graph.item_groups)
+        deg = np.diff(indptr)
+
+        def item_rows(a: int, b: int) -> np.ndarray:
+            lo, hi = int(indptr[a]), int(indptr[b])
+            Xt = sp.csr_matrix((np.repeat(scale[a:b], deg[a:b]), groups[lo:hi], indptr[a:b + 1] - lo),
+                               shape=(b - a, n_g))
+            return Xt @ U
+
+        G = np.zeros((k, k))
+        for a in range(0, n_i, chunk):
+            A = item_rows(a, min(a + chunk, n_i))
+            G += A.T @ A
+        lam, W = np.linalg.eigh(G)
+        E = np.empty((n_i, k), dtype=np.float32)
+        for a in range(0, n_i, chunk):
+            b = min(a + chunk, n_i)
+            E[a:b] = item_rows(a, b) @ W
+    else:           # items are the smaller side: V from X^T X, then A = X V over group rows
+        op = spla.LinearOperator((n_i, n_i), matvec=lambda x: Xn.T @ (Xn @ x),
+                                 matmat=lambda x: Xn.T @ (Xn @ x), dtype=np.float64)
+        _, V = spla.eigsh(op, k=k, tol=0, which="LM", v0=v0)
+        V, _ = np.linalg.qr(V)
+        G = np.zeros((k, k))
+        for a in range(0, n_g, chunk):
+            A = Xn[a:a + chunk] @ V
+            G += A.T @ A
+        lam, W = np.linalg.eigh(G)
+        E = ((V @ W) * np.sqrt(np.maximum(lam, 0))).astype(np.float32)
+    return E, np.sqrt(np.maximum(lam, 0))
 
 
 def fold_in_spectral(trained: np.ndarray, known_rows: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
