@@ -55,6 +55,13 @@ def exact_ranks(graph: InteractionGraph, queries: np.ndarray, chunk: int = 16) -
     return ranks
 
 
+def closure_sizes(nb, queries: np.ndarray, fan: int) -> np.ndarray:
+    """``|H(q)|`` per query: q, its first ``fan`` importance neighbours and theirs."""
+    def row(v: int) -> np.ndarray:
+        return nb.indices[nb.indptr[v]:nb.indptr[v + 1]][:fan]
+    return np.array([len(np.unique(np.concatenate([[q], row(q), *[row(v) for v in row(q)]]))) for q in queries])
+
+
 def rank_summary(neg: np.ndarray, ranks: np.ndarray, window: tuple[int, int]) -> dict:
     ok = neg >= 0
     r = np.take_along_axis(ranks, np.where(ok, neg, 0), 1)[ok]
@@ -103,11 +110,15 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.perf_counter()
                 fn(q, r)
                 times[name].append(time.perf_counter() - t0)
+        sizes = closure_sizes(nb, edges[rng.integers(0, graph.num_edges, 256)], closure.fan_out)
         row = {"graph": size, "items": graph.num_items, "edges": graph.num_edges, "window": window,
-               "fan_out": closure.fan_out, "batch_s": {k: statistics.median(v) for k, v in times.items()},
-               "batch_s_all": times}
+               "fan_out": closure.fan_out, "closure_size_median": float(np.median(sizes)),
+               "closure_size_q10_q90": [float(np.percentile(sizes, 10)), float(np.percentile(sizes, 90))],
+               "batch_s": {k: statistics.median(v) for k, v in times.items()}, "batch_s_all": times}
         row["speedup"] = row["batch_s"]["walks"] / row["batch_s"]["closure"]
-        print(f"graph {size}: window {window}, closure fan-out {closure.fan_out}; per 512-query batch: walks "
+        print(f"graph {size}: window {window}, closure fan-out {closure.fan_out}, |H(q)| median "
+              f"{row['closure_size_median']:.0f} (10-90%: {row['closure_size_q10_q90'][0]:.0f}-"
+              f"{row['closure_size_q10_q90'][1]:.0f}); per 512-query batch: walks "
               f"{row['batch_s']['walks']:.3f} s, closure {row['batch_s']['closure']:.4f} s ({row['speedup']:.0f}x)",
               flush=True)
         if graph.num_items <= args.exact_max_items:

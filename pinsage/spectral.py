@@ -22,7 +22,9 @@ LEAN_MIN_ITEMS = 250_000
 
 def spectral_item_features(graph: "InteractionGraph", dim: int = 64, seed: int = 0) -> np.ndarray:
     r"""``(num_items, dim)`` float32 unit rows of :math:`V S` where
-    :math:`X D_I^{-1/2} \approx U S V^\top` (rank ``dim``, ``scipy.sparse.linalg.svds``).
+    :math:`X D_I^{-1/2} \approx U S V^\top` (rank ``dim``, ``scipy.sparse.linalg.svds``; from
+    :data:`LEAN_MIN_ITEMS` rows or columns on, the same Lanczos run with a chunked Ritz step, see
+    ``_item_factors_lean``).
 
     :math:`X` is the binary group x item matrix and :math:`D_I` the item degrees: the
     normalisation keeps popular items from owning the leading factors. Items without groups get
@@ -43,27 +45,36 @@ def spectral_item_features(graph: "InteractionGraph", dim: int = 64, seed: int =
         indptr = indptr.astype(np.int32)
     Xn = sp.csr_matrix((scale[items], items, indptr), shape=(n_g, n_i))
     v0 = np.random.default_rng(seed).standard_normal(min(Xn.shape))
-    if n_i >= LEAN_MIN_ITEMS:
-        E, s = _item_factors_lean(Xn, graph, scale, k, v0)
-        order = np.argsort(-s)
-        E = np.ascontiguousarray(E[:, order])
+    if max(n_i, n_g) >= LEAN_MIN_ITEMS:       # svds' Ritz step is a dense SVD of (larger side, k)
+        E = _item_factors_lean(Xn, graph, scale, k, v0)
     else:
         _, s, vt = spla.svds(Xn, k=k, v0=v0)
         order = np.argsort(-s)
         E = (vt[order].T * s[order]).astype(np.float32)
-    E /= np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
+    chunk = 1 << 18
+    for a in range(0, n_i, chunk):              # unit rows, chunk by chunk (no N x k temporaries)
+        rows = E[a:a + chunk]
+        rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    E[deg == 0] = 0                             # no groups: zero rows (svds leaves rounding noise)
     # fix each factor's sign (svds' signs are arbitrary): largest-magnitude entry positive
-    signs = np.sign(E[np.abs(E).argmax(0), np.arange(E.shape[1])])
-    E *= np.where(signs == 0, 1, signs)
+    top = np.zeros(k)
+    for a in range(0, n_i, chunk):
+        rows = E[a:a + chunk]
+        arg = np.abs(rows).argmax(0)
+        val = rows[arg, np.arange(k)]
+        better = np.abs(val) > np.abs(top)
+        top[better] = val[better]
+    signs = np.sign(top)
+    E *= np.where(signs == 0, 1, signs).astype(np.float32)
     if k < dim:
         E = np.pad(E, ((0, 0), (0, dim - k)))
     return E
 
 
 def _item_factors_lean(Xn: sp.csr_matrix, graph: "InteractionGraph", scale: np.ndarray, k: int,
-                       v0: np.ndarray, chunk: int = 1 << 18) -> tuple[np.ndarray, np.ndarray]:
-    r"""``(E (num_items, k) float32 = V S, s (k,))`` of ``Xn`` (groups x items) with the memory of the
-    result only.
+                       v0: np.ndarray, chunk: int = 1 << 18) -> np.ndarray:
+    r"""``(num_items, k)`` float32 :math:`V S` of ``Xn`` (groups x items), largest singular value
+    first, without dense temporaries of the larger side's size.
 
     The same Lanczos run as ``scipy.sparse.linalg.svds`` (``eigsh`` of the Gram operator on the
     smaller side, orthonormalised), then the Rayleigh-Ritz step that ``svds`` does by a dense SVD of
@@ -91,7 +102,7 @@ def _item_factors_lean(Xn: sp.csr_matrix, graph: "InteractionGraph", scale: np.n
         for a in range(0, n_i, chunk):
             A = item_rows(a, min(a + chunk, n_i))
             G += A.T @ A
-        lam, W = np.linalg.eigh(G)
+        _, W = _ritz(G)
         E = np.empty((n_i, k), dtype=np.float32)
         for a in range(0, n_i, chunk):
             b = min(a + chunk, n_i)
@@ -105,9 +116,19 @@ def _item_factors_lean(Xn: sp.csr_matrix, graph: "InteractionGraph", scale: np.n
         for a in range(0, n_g, chunk):
             A = Xn[a:a + chunk] @ V
             G += A.T @ A
-        lam, W = np.linalg.eigh(G)
-        E = ((V @ W) * np.sqrt(np.maximum(lam, 0))).astype(np.float32)
-    return E, np.sqrt(np.maximum(lam, 0))
+        lam, W = _ritz(G)
+        W = W * np.sqrt(np.maximum(lam, 0))                             # V S = V W diag(s)
+        E = np.empty((n_i, k), dtype=np.float32)
+        for a in range(0, n_i, chunk):
+            E[a:a + chunk] = V[a:a + chunk] @ W
+    return E
+
+
+def _ritz(G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues and eigenvectors of the ``k x k`` Gram matrix ``G``, largest first."""
+    lam, W = np.linalg.eigh(G)
+    order = np.argsort(-lam, kind="stable")
+    return lam[order], np.ascontiguousarray(W[:, order])
 
 
 def fold_in_spectral(trained: np.ndarray, known_rows: np.ndarray, indptr: np.ndarray, indices: np.ndarray,

@@ -177,7 +177,7 @@ def _features(n: int, f: int, seed: int = 0):
     return np.random.default_rng(seed).standard_normal((n, f)).astype(np.float32)
 
 
-@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("num_layers", [1, 2, 3])
 @pytest.mark.parametrize("feature_dim,id_dim", [(0, 8), (5, 0), (5, 4)])
 def test_embed_all_equals_embed_sampled(num_layers, feature_dim, id_dim):
     torch.manual_seed(10)

@@ -1,4 +1,5 @@
-"""Compiled (numba) kernels: CSR transposition and the random-walk visit-count sampler.
+"""Compiled (numba) kernels: CSR transposition, the random-walk visit-count sampler, and the
+closure hard-negative sampler (first walk visit outside a query's two-hop importance closure).
 
 Random numbers come from a counter-based generator (splitmix64 seeding a xorshift64* stream per
 seed position), so results depend only on ``(seed, batch key, position)``, never on thread count or
@@ -214,13 +215,13 @@ def beyond_closure_range(
     """Hard negatives as the first walk visit outside a query's importance closure, rows ``start..stop-1``.
 
     For query ``q`` the closure ``H(q)`` is ``q``, its first ``fan_out`` importance neighbours and
-    the first ``fan_out`` neighbours of each of those (at most ``1 + f + f**2`` items: the items a
-    two-hop importance walk ranks highest). Each of the ``out.shape[1]`` samples runs random walks with
-    restart from ``q`` (item -> uniform group -> uniform item, stop with probability
-    ``restart_prob`` after each hop, at most ``walk_length`` hops) and keeps the first visited item
-    not in ``H(q)``; after ``max_tries`` walks without one the entry stays ``-1``. Visits follow the
-    personalised PageRank distribution, so the samples are the items with the most PPR mass just past
-    the closure. ``out`` ``(B, H)`` int64 must be pre-filled with -1. The random stream of row ``b``
+    the first ``fan_out`` neighbours of each of those (at most ``1 + f + f**2`` items, fewer where
+    the lists overlap: the items a two-hop importance walk ranks highest). Each of the
+    ``out.shape[1]`` samples runs random walks with restart from ``q`` (item -> uniform group ->
+    uniform item, stop with probability ``restart_prob`` after each hop, at most ``walk_length``
+    hops) and keeps the first visited item not in ``H(q)``; after ``max_tries`` walks without one
+    the entry stays ``-1``. ``out`` ``(B, H)`` int64 must be pre-filled with -1; sample ``k`` of a row
+    does not depend on ``H``, so a larger ``H`` extends the row. The random stream of row ``b``
     depends only on ``(key, b)``. Releases the GIL.
     """
     threshold = np.uint64(restart_prob * 18446744073709549568.0)

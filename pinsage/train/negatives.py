@@ -55,12 +55,14 @@ class HardNegatives:
       up to :data:`TABLE_MAX_ITEMS` (MovieLens-100K: well under a second).
     * ``"closure"``: nothing precomputed; per batch, for each query :math:`q` the closure
       :math:`H(q)` = :math:`q`, its first :math:`f` importance neighbours and their first :math:`f`
-      (:math:`f = \lceil\sqrt{lo}\,\rceil`, so :math:`|H(q)| \approx lo`: the items a short walk ranks
-      highest), and each hard negative is the first item outside :math:`H(q)` visited by a walk with
-      restart from :math:`q`. Walk visits follow the PPR distribution, so the samples are the items
-      with the most PPR mass past the top :math:`\approx lo`. About 10-20 walk hops per sample instead
-      of ~10,000 per query: 0.03 s per 512-query batch on graph L against 0.7-1.2 s for the walk
-      estimate (docs/benchmarks/scale.md, which also compares where the two land in exact PPR rank).
+      (:math:`f = \lceil\sqrt{lo}\,\rceil`: at most :math:`1 + f + f^2` items, in practice fewer
+      because neighbourhoods overlap: a median of 546 / 752 on graphs S / L for the paper's window; the items a short walk ranks
+      highest), and each hard negative is the first item outside :math:`H(q)` visited by a walk
+      with restart from :math:`q`: items just past the top of :math:`q`'s PPR ranking, weighted by
+      how often walks leave the closure through them. About a dozen walk hops per sample instead of
+      ~10,000 per query: 0.026 s per 512-query batch on graph L against 0.83 s for the walk estimate
+      (32x; ``benchmarks/hard_negatives.py``, which also scores both against exact PPR ranks).
+      A query whose walks never leave its closure within ``max_tries`` walks gets -1 (masked).
       Needs the importance ``neighborhoods``.
     * ``"auto"`` (default): ``"table"`` up to :data:`TABLE_MAX_ITEMS` items, else ``"closure"``.
 
@@ -84,6 +86,8 @@ class HardNegatives:
             method = "table" if graph.num_items <= TABLE_MAX_ITEMS else "closure"
         if method == "closure" and neighborhoods is None:
             raise ValueError("method='closure' needs the importance neighborhoods")
+        if neighborhoods is not None and neighborhoods.num_nodes != graph.num_items:
+            raise ValueError(f"neighborhoods cover {neighborhoods.num_nodes} items, the graph has {graph.num_items}")
         self.window = window
         self.method = method
         self.graph = graph
@@ -117,8 +121,14 @@ class HardNegatives:
         beyond_closure_range(queries.astype(np.int64), nb.indptr, nb.indices, self.fan_out,
                              g.item_indptr, g.item_groups, g.group_indptr, g.group_items,
                              self.walk_length, self.restart_prob, self.max_tries,
-                             (self.seed + 7919) * 1_000_003 + key, out, 0, len(queries))
+                             _mix(self.seed + 7919, key), out, 0, len(queries))
         return out
+
+
+def _mix(seed: int, key: int) -> int:
+    """One 63-bit stream key per ``(seed, key)`` (distinct odd multipliers: seed s at key k + 1 is
+    not seed s + 1 at key k), as :class:`ImportanceSampler` keys its batches."""
+    return (seed * 0x100000001B3 + int(key) * 0x9E3779B1 + 1) & 0x7FFFFFFFFFFFFFFF
 
 
 def walk_window_sampler(graph: "InteractionGraph", window: tuple[int, int], num_walks: int = 0,
