@@ -355,3 +355,28 @@ def test_conv_under_bf16_autocast_sums_in_float32():
         n = ImportanceConv.weighted_sum(x_src.bfloat16(), ei, w, 6)
     assert n.dtype == torch.float32
     torch.testing.assert_close(got.float(), want, atol=0.05, rtol=0.05)
+
+
+def test_weighted_sum_csr_and_coo_paths_agree():
+    """Destination-grouped edges take the CSR product, shuffled ones the COO product: same sums and
+    the same gradient for the source rows; learnable weights always take COO (and get gradients)."""
+    g = torch.Generator().manual_seed(3)
+    n_src, n_dst, deg = 40, 9, 5
+    src = torch.randint(0, n_src, (n_dst * deg,), generator=g)
+    dst = torch.arange(n_dst).repeat_interleave(deg)
+    dst[-deg:] = n_dst - 2                                # two rows merged, the last one empty
+    w = torch.rand(n_dst * deg, generator=g)
+    m = torch.randn(n_src, 6, generator=g, requires_grad=True)
+    out_csr = ImportanceConv.weighted_sum(m, torch.stack([src, dst]), w, n_dst)
+    (grad_csr,) = torch.autograd.grad(out_csr.square().sum(), m)
+    perm = torch.randperm(len(src), generator=g)
+    out_coo = ImportanceConv.weighted_sum(m, torch.stack([src[perm], dst[perm]]), w[perm], n_dst)
+    (grad_coo,) = torch.autograd.grad(out_coo.square().sum(), m)
+    dense = torch.zeros(n_dst, n_src).index_put_((dst, src), w, accumulate=True)
+    assert torch.allclose(out_csr, dense @ m, atol=1e-5) and torch.allclose(out_coo, out_csr, atol=1e-5)
+    assert torch.allclose(grad_csr, grad_coo, atol=1e-5)
+    assert not out_csr[-1].any()
+    w_learn = w.clone().requires_grad_(True)
+    out = ImportanceConv.weighted_sum(m, torch.stack([src, dst]), w_learn, n_dst)
+    (gw,) = torch.autograd.grad(out.sum(), w_learn)
+    assert torch.allclose(out, out_csr, atol=1e-5) and gw.abs().sum() > 0
