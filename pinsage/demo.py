@@ -35,7 +35,7 @@ def demo_config(quick: bool = False, seed: int = 0):
     paper's unit-length embeddings and K = 2, uniform pairs and a 10-step pair window. The library's
     defaults are tuned for predicting the next engagement (MovieLens, docs/quality.md): their learned
     embedding length ranks broadly popular items up, which that task rewards and a topic-purity
-    measure does not (same-topic@10 0.65 with the defaults on this graph, 0.815 with this config).
+    measure does not (same-topic@10 0.65 with the defaults on this graph, 0.80 with this config).
     """
     from pinsage.config import PinSageConfig
 
