@@ -161,3 +161,13 @@ def test_clip_grad_norm_matches_torch_on_sparse_gradients():
     assert grads[True][0] == pytest.approx(grads[False][0], rel=1e-5)
     torch.testing.assert_close(grads[True][1], grads[False][1])
     torch.testing.assert_close(grads[True][2], grads[False][2])
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip"])
+def test_index_benchmark_runs(tmp_path, metric):
+    out = tmp_path / "index.json"
+    assert _load("index").main(["--sizes", "3000x8", "--dists", "clustered", "--queries", "50",
+                                "--repeats", "1", "--metric", metric, "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["kind"] for r in rows} == {"exact", "hnsw", "ivfpq"} and {r["metric"] for r in rows} == {metric}
+    assert all(r["recall"] >= 0.95 for r in rows if r["setting"] != "not reached")
