@@ -37,6 +37,18 @@ def _below(bits: np.uint64, n: np.int64) -> np.int64:
     return np.int64(((bits >> np.uint64(32)) * np.uint64(n)) >> np.uint64(32))
 
 
+@nb.njit(cache=True, inline="always")
+def _hop(lo, deg, state, item_groups, group_indptr, group_items):
+    """One item -> uniform group -> uniform item step from an item whose groups are
+    ``item_groups[lo:lo + deg]`` (``deg >= 1``): returns ``(next item, new state)``. One 64-bit
+    draw: its top half picks the group, its bottom half the item."""
+    state, bits = _next(state)
+    g = item_groups[lo + _below(bits, deg)]
+    glo = group_indptr[g]
+    gdeg = group_indptr[g + 1] - glo
+    return np.int64(group_items[glo + _below(bits << np.uint64(32), gdeg)]), state
+
+
 @nb.njit(cache=True, nogil=True)
 def fill_transpose(src_indptr, src_indices, dst_indptr, dst_indices):
     """Fill ``dst_indices`` with the transpose of CSR ``(src_indptr, src_indices)``.
@@ -85,11 +97,7 @@ def _walk_one(s, state, item_indptr, item_groups, group_indptr, group_items,
                     alive -= 1
                     cur[j] = cur[alive]
                     continue
-                state, bits = _next(state)
-                g = item_groups[lo + _below(bits, deg)]
-                glo = group_indptr[g]
-                gdeg = group_indptr[g + 1] - glo
-                nxt = np.int64(group_items[glo + _below(bits << np.uint64(32), gdeg)])
+                nxt, state = _hop(lo, deg, state, item_groups, group_indptr, group_items)
                 if nxt != s:
                     visits[nv] = nxt
                     nv += 1
@@ -251,11 +259,7 @@ def beyond_closure_range(
                     deg = item_indptr[cur + 1] - lo
                     if deg == 0:
                         break
-                    state, bits = _next(state)
-                    g = item_groups[lo + _below(bits, deg)]
-                    glo = group_indptr[g]
-                    gdeg = group_indptr[g + 1] - glo
-                    cur = np.int64(group_items[glo + _below(bits << np.uint64(32), gdeg)])
+                    cur, state = _hop(lo, deg, state, item_groups, group_indptr, group_items)
                     if table[_set_slot(table, cur)] == -1:
                         found = cur
                         break
