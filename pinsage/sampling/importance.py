@@ -33,6 +33,12 @@ class SampledNeighborhoods(NamedTuple):
     counts: torch.Tensor
 
 
+def stream_key(seed: int, key: int) -> int:
+    """One 63-bit random-stream key per ``(seed, key)`` for the compiled kernels (distinct odd
+    multipliers, so seed s at key k + 1 is not seed s + 1 at key k)."""
+    return (seed * 0x100000001B3 + int(key) * 0x9E3779B1 + 1) & 0x7FFFFFFFFFFFFFFF
+
+
 class ImportanceSampler:
     r"""Random-walk importance neighbourhoods (PinSage, Ying et al. 2018, section 3.1).
 
@@ -102,7 +108,7 @@ class ImportanceSampler:
         if key is None:
             key = self._calls
             self._calls += 1
-        return (self.seed * 0x100000001B3 + int(key) * 0x9E3779B1 + 1) & 0x7FFFFFFFFFFFFFFF
+        return stream_key(self.seed, key)
 
     def sample_arrays(self, seeds: np.ndarray, key: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The padded kernel output: ``(nbr (B, T) int64 with -1 padding, counts (B, T) int32, n (B,))``."""

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pinsage.sampling._kernels import beyond_closure_range
-from pinsage.sampling.importance import ImportanceSampler
+from pinsage.sampling.importance import ImportanceSampler, stream_key
 
 if TYPE_CHECKING:
     from pinsage.graph import InteractionGraph
@@ -121,14 +121,8 @@ class HardNegatives:
         beyond_closure_range(queries.astype(np.int64), nb.indptr, nb.indices, self.fan_out,
                              g.item_indptr, g.item_groups, g.group_indptr, g.group_items,
                              self.walk_length, self.restart_prob, self.max_tries,
-                             _mix(self.seed + 7919, key), out, 0, len(queries))
+                             stream_key(self.seed + 7919, key), out, 0, len(queries))
         return out
-
-
-def _mix(seed: int, key: int) -> int:
-    """One 63-bit stream key per ``(seed, key)`` (distinct odd multipliers: seed s at key k + 1 is
-    not seed s + 1 at key k), as :class:`ImportanceSampler` keys its batches."""
-    return (seed * 0x100000001B3 + int(key) * 0x9E3779B1 + 1) & 0x7FFFFFFFFFFFFFFF
 
 
 def walk_window_sampler(graph: "InteractionGraph", window: tuple[int, int], num_walks: int = 0,
