@@ -1,4 +1,5 @@
-"""Data sets: synthetic scale graphs, a planted-topic pin-board generator and MovieLens readers."""
+"""Data sets: synthetic scale graphs, a planted-topic pin-board generator, MovieLens and Gowalla readers."""
+from pinsage.datasets.gowalla import read_gowalla, read_user_item_lists
 from pinsage.datasets.movielens import (
     read_ml100k,
     read_ml100k_items,
@@ -15,9 +16,11 @@ __all__ = [
     "pinboard_features_frame",
     "powerlaw_bipartite",
     "powerlaw_weights",
+    "read_gowalla",
     "read_ml100k",
     "read_ml100k_items",
     "read_movielens_movies",
     "read_movielens_ratings",
+    "read_user_item_lists",
     "scale_graph",
 ]

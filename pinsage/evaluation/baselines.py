@@ -15,8 +15,8 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 __all__ = [
-    "interaction_matrix", "Scorer", "Popularity", "ItemKNN", "RandomWalkCounts", "PureSVD", "EASE",
-    "EmbeddingScorer", "make_baseline", "BASELINES",
+    "interaction_matrix", "Scorer", "Popularity", "ItemKNN", "RP3beta", "RandomWalkCounts", "PureSVD", "EASE",
+    "ContentKNN", "EmbeddingScorer", "make_baseline", "BASELINES",
 ]
 
 
@@ -102,22 +102,130 @@ class Popularity(Scorer):
 
 
 class ItemKNN(Scorer):
-    """Cosine similarity on co-occurrence: s(q, i) = (XᵀX)[q, i] / sqrt(deg_q · deg_i).
+    """Item-kNN: shrunk cosine on co-occurrence, optionally kept to each item's nearest neighbours.
 
-    Per batch: ``Xᵀ[q] @ X`` (sparse, (B, n_items)), densified; never ``n_items x n_items``.
+    With C = XᵀX (co-occurrence counts) and deg = diag(C):
+
+        S[i, j] = C[i, j] / (sqrt(deg_i · deg_j) + shrink),   S[i, i] = 0,
+
+    and, with ``neighbors = k``, S[i, j] is kept only where i is among the k largest entries of
+    column j (every item j keeps its k most similar items, as in Dacrema et al.'s ItemKNNCF, where
+    a user's score of j sums the column over the history); the rest become 0. A single-item query q
+    scores s(q, j) = S[q, j]. ``neighbors=None`` keeps every co-occurring item (plain cosine when
+    ``shrink=0``). Per batch: ``Xᵀ[q] @ X`` (sparse, (B, n_items)), densified; never
+    ``n_items x n_items`` dense. The column thresholds (k-th largest entry of each item's row, S
+    being symmetric) come from one pass over sparse row blocks at ``fit``.
     """
 
     name = "item-kNN"
 
+    def __init__(self, neighbors: int | None = None, shrink: float = 0.0, block: int = 1024) -> None:
+        if neighbors is not None and neighbors < 1:
+            raise ValueError(f"ItemKNN: neighbors must be >= 1 or None, got {neighbors!r}")
+        if shrink < 0:
+            raise ValueError(f"ItemKNN: shrink must be >= 0, got {shrink!r}")
+        self.neighbors, self.shrink, self.block = neighbors, float(shrink), int(block)
+
     def _fit(self, X: sp.csr_matrix) -> None:
         self.Xt = X.T.tocsr()
-        deg = np.asarray(X.sum(axis=0)).ravel().astype(np.float64)
-        self.inv_sqrt = 1.0 / np.sqrt(np.maximum(deg, 1.0))
+        self.sqrt_deg = np.sqrt(np.asarray(X.sum(axis=0)).ravel().astype(np.float64))
+        self.threshold = None
+        if self.neighbors is not None:
+            self.threshold = np.zeros(X.shape[1])
+            for start in range(0, X.shape[1], self.block):
+                rows = np.arange(start, min(start + self.block, X.shape[1]))
+                S = self._similarity_sparse(rows)
+                self.threshold[rows] = _kth_largest_per_row(S, self.neighbors)
+
+    def _similarity_sparse(self, rows: np.ndarray) -> sp.csr_matrix:
+        """S[rows] as a sparse (len(rows), n_items) matrix with the diagonal removed."""
+        C = (self.Xt[rows] @ self.X).tocoo()
+        keep = C.col != rows[C.row]
+        r, c, v = C.row[keep], C.col[keep], C.data[keep].astype(np.float64)
+        v = v / (self.sqrt_deg[rows][r] * self.sqrt_deg[c] + self.shrink)
+        return sp.csr_matrix((v, (r, c)), shape=(len(rows), self.X.shape[1]))
 
     def score(self, query_indices: np.ndarray) -> np.ndarray:
         q = np.asarray(query_indices, dtype=np.int64)
-        co = (self.Xt[q] @ self.X).toarray().astype(np.float64)  # (B, n_items)
-        return co * self.inv_sqrt[q][:, None] * self.inv_sqrt[None, :]
+        S = self._similarity_sparse(q).toarray()  # (B, n_items)
+        if self.threshold is not None:
+            S[S < self.threshold[None, :]] = 0.0
+        return S
+
+
+def _kth_largest_per_row(S: sp.csr_matrix, k: int) -> np.ndarray:
+    """The k-th largest stored value of each row of ``S`` (shape (n_rows,)); 0 where a row stores fewer."""
+    n = S.shape[0]
+    counts = np.diff(S.indptr)
+    row = np.repeat(np.arange(n), counts)
+    order = np.lexsort((-S.data, row))  # by row, then value descending
+    out = np.zeros(n)
+    has = counts >= k
+    out[has] = S.data[order][S.indptr[:-1][has] + k - 1]
+    return out
+
+
+class RP3beta(Scorer):
+    """RP3beta (Paudel et al. 2017; as in Dacrema et al., RecSys 2019): a 3-step walk, re-weighted.
+
+    With ``P_ui`` the row-normalised user x item matrix and ``P_iu`` the row-normalised item x user
+    matrix, powers taken element-wise,
+
+        W = (P_iu^α) (P_ui^α),      s(q, j) = W[q, j] / deg(j)^β,
+
+    deg(j) the number of training users of j. α < 1 flattens the transition probabilities; β > 0
+    lowers popular items. For a binary X, ``P_iu^α[i, u] = deg(i)^-α`` and
+    ``P_ui^α[u, j] = deg(u)^-α`` on the stored entries. Per batch: a (B, n_users) x
+    (n_users, n_items) sparse product, densified; W is never formed.
+    """
+
+    name = "RP3beta"
+
+    def __init__(self, alpha: float = 1.0, beta: float = 0.0) -> None:
+        if alpha <= 0:
+            raise ValueError(f"RP3beta: alpha must be > 0, got {alpha!r}")
+        if beta < 0:
+            raise ValueError(f"RP3beta: beta must be >= 0, got {beta!r}")
+        self.alpha, self.beta = float(alpha), float(beta)
+
+    def _fit(self, X: sp.csr_matrix) -> None:
+        X = X.astype(np.float64)
+        du = np.maximum(np.asarray(X.sum(axis=1)).ravel(), 1.0)
+        di = np.maximum(np.asarray(X.sum(axis=0)).ravel(), 1.0)
+        self.P_iu = (sp.diags(di ** -self.alpha) @ X.T).tocsr()   # (n_items, n_users)
+        self.P_ui = (sp.diags(du ** -self.alpha) @ X).tocsr()     # (n_users, n_items)
+        self.col_scale = di ** -self.beta
+
+    def score(self, query_indices: np.ndarray) -> np.ndarray:
+        q = np.asarray(query_indices, dtype=np.int64)
+        return (self.P_iu[q] @ self.P_ui).toarray() * self.col_scale[None, :]
+
+
+class ContentKNN(Scorer):
+    """Cosine over item content features: s(q, j) = F_q · F_j / (|F_q| |F_j|).
+
+    ``features``: (n_items, f) dense array, row i for column i of the interaction matrix (e.g.
+    :meth:`pinsage.ItemFeatureEncoder.fit_transform` on the items' table with the split's item ids).
+    It ignores the interactions, so it ranks items nobody has engaged with yet: the anchor for
+    cold items. Items with an all-zero row score 0 against everything.
+    """
+
+    name = "content-kNN"
+
+    def __init__(self, features: np.ndarray) -> None:
+        F = np.asarray(features, dtype=np.float64)
+        if F.ndim != 2:
+            raise ValueError(f"ContentKNN: features must be 2-D (n_items, f), got shape {F.shape}")
+        if not np.isfinite(F).all():
+            raise ValueError("ContentKNN: features contain NaN or inf")
+        self.features = F / np.maximum(np.linalg.norm(F, axis=1, keepdims=True), 1e-12)
+
+    def _fit(self, X: sp.csr_matrix) -> None:
+        if X.shape[1] != self.features.shape[0]:
+            raise ValueError(f"ContentKNN: {self.features.shape[0]} feature rows for {X.shape[1]} items")
+
+    def score(self, query_indices: np.ndarray) -> np.ndarray:
+        return self.features[np.asarray(query_indices)] @ self.features.T
 
 
 class RandomWalkCounts(Scorer):
@@ -140,6 +248,12 @@ class RandomWalkCounts(Scorer):
     name = "random-walk counts"
 
     def __init__(self, restart: float = 0.5, max_steps: int | None = 3, tol: float = 1e-6) -> None:
+        if not 0.0 <= restart < 1.0:
+            raise ValueError(f"RandomWalkCounts: restart must be in [0, 1), got {restart!r}")
+        if max_steps is None and restart == 0.0:
+            raise ValueError("RandomWalkCounts: restart 0 needs a finite max_steps (the sum would not end)")
+        if max_steps is not None and max_steps < 1:
+            raise ValueError(f"RandomWalkCounts: max_steps must be >= 1 or None, got {max_steps!r}")
         self.restart, self.max_steps, self.tol = restart, max_steps, tol
 
     def _fit(self, X: sp.csr_matrix) -> None:
@@ -257,9 +371,11 @@ class EmbeddingScorer(Scorer):
 BASELINES: dict[str, type[Scorer]] = {
     "popularity": Popularity,
     "itemknn": ItemKNN,
+    "rp3beta": RP3beta,
     "rwc": RandomWalkCounts,
     "puresvd": PureSVD,
     "ease": EASE,
+    "contentknn": ContentKNN,
 }
 
 
@@ -267,7 +383,7 @@ def make_baseline(name: str, **kwargs) -> Scorer:
     """Build a baseline by name: one of ``BASELINES`` (case-insensitive, '-'/'_' ignored)."""
     key = name.lower().replace("-", "").replace("_", "")
     aliases = {"pop": "popularity", "knn": "itemknn", "randomwalk": "rwc", "randomwalkcounts": "rwc",
-               "svd": "puresvd"}
+               "svd": "puresvd", "rp3": "rp3beta", "content": "contentknn"}
     key = aliases.get(key, key)
     if key not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; choose from {sorted(BASELINES)}")

@@ -39,7 +39,8 @@ from pinsage.evaluation.split import Split
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["evaluate_scores", "evaluate_embeddings", "evaluate_at_ks", "rank_targets", "metrics_from_ranks", "ScoreFn"]
+__all__ = ["evaluate_scores", "evaluate_embeddings", "evaluate_at_ks", "evaluate_per_user", "rank_targets",
+           "metrics_from_ranks", "per_user_values", "ScoreFn"]
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
 
@@ -78,12 +79,13 @@ def _prefix(f: np.ndarray) -> np.ndarray:
     return np.concatenate([[0.0], np.cumsum(f)])
 
 
-def metrics_from_ranks(higher: np.ndarray, ties: np.ndarray, n_items: int, k: int = 10,
-                       tie_mode: str = "expected") -> dict[str, float]:
-    """Metrics from rank counts; ``higher``/``ties`` shape (U,) (see module docstring).
+def per_user_values(higher: np.ndarray, ties: np.ndarray, n_items: int, k: int = 10,
+                    tie_mode: str = "expected") -> dict[str, np.ndarray]:
+    """Each user's metric values from rank counts; ``higher``/``ties`` shape (U,), every output (U,).
 
-    ``tie_mode``: "expected" (random tie-break expectation), "optimistic" (rank = 1 + higher) or
-    "pessimistic" (rank = 1 + higher + ties).
+    Keys ``HR@k``, ``NDCG@k``, ``MRR``, ``MRR_scaled`` (expectations over the tie-break, see the module
+    docstring) and ``rank`` (the mid-rank ``higher + 1 + ties / 2``). ``tie_mode``: "expected",
+    "optimistic" (rank = 1 + higher) or "pessimistic" (rank = 1 + higher + ties).
     """
     higher = np.asarray(higher, dtype=np.int64)
     ties = np.asarray(ties, dtype=np.int64)
@@ -100,12 +102,22 @@ def metrics_from_ranks(higher: np.ndarray, ties: np.ndarray, n_items: int, k: in
         "MRR": 1.0 / r,
         "MRR_scaled": 1.0 / np.ceil(r / 100.0),
     }
-    out: dict[str, float] = {}
+    out: dict[str, np.ndarray] = {}
     lo, hi = higher, higher + ties + 1
     for name, f in fs.items():
         F = _prefix(f)
-        out[name] = float(np.mean((F[hi] - F[lo]) / (ties + 1))) if len(higher) else float("nan")
-    out["mean_rank"] = float(np.mean(higher + 1 + ties / 2.0)) if len(higher) else float("nan")
+        out[name] = (F[hi] - F[lo]) / (ties + 1)
+    out["rank"] = higher + 1 + ties / 2.0
+    return out
+
+
+def metrics_from_ranks(higher: np.ndarray, ties: np.ndarray, n_items: int, k: int = 10,
+                       tie_mode: str = "expected") -> dict[str, float]:
+    """Metrics from rank counts: the means of :func:`per_user_values` (``rank`` reported as ``mean_rank``)."""
+    values = per_user_values(higher, ties, n_items, k, tie_mode)
+    empty = len(np.asarray(higher)) == 0
+    out = {name: float("nan") if empty else float(np.mean(v)) for name, v in values.items() if name != "rank"}
+    out["mean_rank"] = float("nan") if empty else float(np.mean(values["rank"]))
     return out
 
 
@@ -204,6 +216,26 @@ def evaluate_at_ks(score_fn: ScoreFn, split: Split, ks: Sequence[int] = (1, 5, 1
         rows.append({"k": k, "HR": m[f"HR@{k}"], "NDCG": m[f"NDCG@{k}"], "MRR": m["MRR"],
                      "n_evaluated": int(ok.sum())})
     return pd.DataFrame(rows, columns=["k", "HR", "NDCG", "MRR", "n_evaluated"])
+
+
+def evaluate_per_user(score_fn: ScoreFn, split: Split, k: int = 10, batch_size: int = 256,
+                      item_ids: np.ndarray | None = None, ties: str = "expected") -> "pd.DataFrame":
+    """Each evaluable test user's metrics (same protocol as :func:`evaluate_scores`), for paired tests.
+
+    Returns a DataFrame with one row per evaluable test user: ``test_row`` (the row of
+    ``split.test``, so two methods' tables pair up on it even when their item sets differ),
+    ``user``, ``HR@k``, ``NDCG@k``, ``MRR``, ``rank``. Its column means are the
+    :func:`evaluate_scores` figures. :func:`pinsage.evaluation.paired_bootstrap` takes two of them.
+    """
+    import pandas as pd
+
+    higher, tie_counts, ok = _target_rank_counts(score_fn, split, batch_size, item_ids)
+    n_items = len(split.item_ids if item_ids is None else item_ids)
+    values = per_user_values(higher, tie_counts, n_items, k, tie_mode=ties)
+    rows = np.flatnonzero(ok)
+    return pd.DataFrame({"test_row": rows, "user": split.test["user"].to_numpy()[rows],
+                         f"HR@{k}": values[f"HR@{k}"], f"NDCG@{k}": values[f"NDCG@{k}"],
+                         "MRR": values["MRR"], "rank": values["rank"]})
 
 
 def evaluate_embeddings(embeddings: np.ndarray, split: Split, item_ids: np.ndarray | None = None,

@@ -13,7 +13,7 @@ from pinsage.evaluation.split import Split
 
 __all__ = ["run_baselines", "format_table", "DEFAULT_METHODS"]
 
-DEFAULT_METHODS: tuple[str, ...] = ("popularity", "itemknn", "rwc", "ease", "puresvd")
+DEFAULT_METHODS: tuple[str, ...] = ("popularity", "itemknn", "rwc", "ease", "puresvd", "rp3beta")
 
 
 def run_baselines(split: Split, methods: Sequence[str | Scorer] = DEFAULT_METHODS, k: int = 10,
