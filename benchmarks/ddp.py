@@ -31,7 +31,7 @@ import numpy as np
 import yaml
 
 from pinsage.datasets import read_ml100k
-from pinsage.evaluate import evaluate_embeddings, leave_last_out
+from pinsage.evaluation import evaluate_embeddings, leave_last_out
 
 
 def train(csv: Path, out: Path, procs: int, seed: int, config: Path | None) -> tuple[float, dict]:

@@ -34,7 +34,7 @@ import numpy as np
 
 from pinsage.config import PinSageConfig
 from pinsage.datasets.synthetic import SIZES, powerlaw_bipartite
-from pinsage.estimator import all_neighborhoods
+from pinsage.sampling import all_neighborhoods
 from pinsage.graph import InteractionGraph
 from pinsage.sampling import ImportanceSampler, personalized_pagerank
 from pinsage.train.negatives import HardNegatives, rank_window, walk_window_sampler

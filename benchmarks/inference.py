@@ -38,7 +38,7 @@ import torch
 
 from pinsage.config import PinSageConfig
 from pinsage.datasets.synthetic import SIZES, powerlaw_bipartite
-from pinsage.estimator import all_neighborhoods
+from pinsage.sampling import all_neighborhoods
 from pinsage.graph import InteractionGraph
 from pinsage.inference import embed_all, embed_sampled
 from pinsage.nn.model import PinSage

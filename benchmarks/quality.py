@@ -45,9 +45,10 @@ from pinsage.evaluation.tuning import GRIDS, TUNED_METHODS, TuneResult
 from pinsage.features import ItemFeatureEncoder
 
 #: dataset name -> default path, time column (None: a seeded random order, as the protocol says)
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATASETS: dict[str, tuple[str, str | None]] = {
-    "ml-100k": ("../shared/data/ml-100k", "timestamp"),
-    "gowalla-3k": ("../shared/data/gowalla-3k", None),
+    "ml-100k": (str(SHARED_DATA / "ml-100k"), "timestamp"),
+    "gowalla-3k": (str(SHARED_DATA / "gowalla-3k"), None),
 }
 
 #: name -> (config overrides as nested dict, use item features)
@@ -154,7 +155,7 @@ def _row(method: str, table: pd.DataFrame, **extra) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="ml-100k", choices=sorted(DATASETS))
-    p.add_argument("--data", default=None, help="the dataset's directory (default: under ../shared/data)")
+    p.add_argument("--data", default=None, help="the dataset's directory (default: shared/data/DATASET beside the repository)")
     p.add_argument("--validation", action="store_true",
                    help="evaluate on the validation split (for tuning PinSage) instead of the test split")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="PinSage training seeds (default 0 1 2)")

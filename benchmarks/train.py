@@ -10,7 +10,7 @@ setting. Three things are swapped out, so that a setting costs only its training
 the content features are random stand-ins of the default input width (``--feature-dim``, default
 ``spectral_dim + 1``: the truncated-SVD columns plus the log degree; the per-step cost depends only on
 the width), the importance neighbourhoods are computed once per graph and reused (the estimator's
-``all_neighborhoods`` is patched to return them), and the final full-graph embedding is skipped
+``ImportanceSampler.all_neighborhoods`` and the node inputs are patched to return them), and the final full-graph embedding is skipped
 (``benchmarks/inference.py`` measures it). The trainer's own JSONL log gives the figures: it records
 the cumulative data-wait and compute seconds every ``log_every`` steps, so the measured window is
 the last epoch's steps after its first ``--warmup-steps`` (worker start-up excluded). torch uses
@@ -58,7 +58,8 @@ import torch
 import pinsage.estimator as estimator_module
 from pinsage.config import PinSageConfig
 from pinsage.datasets.synthetic import SIZES, powerlaw_bipartite
-from pinsage.estimator import PinSageEmbedder, all_neighborhoods
+from pinsage.estimator import PinSageEmbedder
+from pinsage.sampling import all_neighborhoods
 from pinsage.graph import InteractionGraph
 from pinsage.sampling.importance import ImportanceSampler
 
@@ -98,13 +99,8 @@ def build(size: str, cfg: PinSageConfig, feature_dim: int, seed: int = 0) -> dic
 class _BenchEmbedder(PinSageEmbedder):
     """The real estimator with given features and no final full-graph embedding."""
 
-    def __init__(self, config: PinSageConfig, device: str, features: np.ndarray | None) -> None:
+    def __init__(self, config: PinSageConfig, device: str) -> None:
         super().__init__(config, device=device, progress=False)
-        self._bench_features = features
-
-    def _features(self, graph, item_features, item_key):  # noqa: D401 - same contract as the parent
-        self.feature_encoder_ = None
-        return self._bench_features
 
     def embed(self, chunk_size: int = 8192):
         return None
@@ -122,8 +118,9 @@ def run_setting(data: dict, cfg: PinSageConfig, workers: int, warmup: int, steps
     torch.set_num_threads(n_threads)
     try:
         with tempfile.TemporaryDirectory(prefix="pinsage-bench-") as work, \
-                mock.patch.object(estimator_module, "all_neighborhoods", lambda *a, **k: data["nb"]):
-            est = _BenchEmbedder(run_cfg, device, data["features"])
+                mock.patch.object(ImportanceSampler, "all_neighborhoods", lambda *a, **k: data["nb"]), \
+                mock.patch.object(estimator_module, "fit_node_inputs", lambda *a, **k: (data["features"], None)):
+            est = _BenchEmbedder(run_cfg, device)
             t0 = time.perf_counter()
             est.fit(data["graph"], work_dir=work)
             wall = time.perf_counter() - t0

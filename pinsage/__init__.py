@@ -3,11 +3,12 @@
 The public API:
 
 * data: :class:`InteractionGraph`, :class:`ItemFeatureEncoder`;
-* sampling: :class:`ImportanceSampler`, :func:`personalized_pagerank`, :func:`ppr_rank_window`;
-* model: :class:`ImportanceConv`, :class:`PinSage`, :func:`build_blocks`, :func:`embed_all`;
+* sampling: :class:`ImportanceSampler`, :func:`all_neighborhoods`, :class:`Neighborhoods`, :class:`Block`,
+  :func:`build_blocks`, :func:`personalized_pagerank`, :func:`ppr_rank_window`;
+* model: :class:`ImportanceConv`, :class:`PinSage`, :func:`embed_all`;
 * training: :class:`PinSageConfig`, :class:`PinSageEmbedder` (fit / transform / similar_items);
 * serving: :class:`ItemIndex` (build / related / save / load);
-* evaluation: :mod:`pinsage.evaluate` (leave-last-out split, HR/NDCG/MRR, baselines);
+* evaluation: :mod:`pinsage.evaluation` (leave-last-out split, HR/NDCG/MRR, tuned baselines, intervals);
 * figures: :mod:`pinsage.plot` (training curve, metric vs K, embedding map; needs the ``plot``
   extra and is not imported by ``import pinsage``).
 """
@@ -17,8 +18,11 @@ from pinsage.estimator import PinSageEmbedder
 from pinsage.features import ItemFeatureEncoder
 from pinsage.graph import InteractionGraph
 from pinsage.inference import embed_all, embed_sampled
-from pinsage.nn import Block, ImportanceConv, Neighborhoods, PinSage, build_blocks
-from pinsage.sampling import ImportanceSampler, SampledNeighborhoods, personalized_pagerank, ppr_rank_window
+from pinsage.nn import ImportanceConv, PinSage
+from pinsage.sampling import (
+    Block, ImportanceSampler, Neighborhoods, SampledNeighborhoods, all_neighborhoods, build_blocks,
+    personalized_pagerank, ppr_rank_window,
+)
 
 __version__ = "0.1.0"
 
@@ -39,6 +43,6 @@ def __dir__() -> list[str]:
 __all__ = [
     "InputError", "InteractionGraph", "ItemFeatureEncoder", "ImportanceSampler", "SampledNeighborhoods",
     "personalized_pagerank", "ppr_rank_window", "ImportanceConv", "PinSage", "Block", "Neighborhoods",
-    "build_blocks", "embed_all", "embed_sampled", "PinSageConfig", "ModelConfig", "SamplerConfig",
+    "build_blocks", "all_neighborhoods", "embed_all", "embed_sampled", "PinSageConfig", "ModelConfig", "SamplerConfig",
     "TrainConfig", "PinSageEmbedder", "ItemIndex", "__version__",
 ]

@@ -13,7 +13,7 @@ import sys
 from pinsage._io import InputError
 
 #: sub-command modules under pinsage.commands, in the order ``--help`` lists them
-COMMAND_MODULES = ["train", "embed", "index", "related", "evaluate", "demo", "sample"]
+COMMAND_MODULES = ["train", "embed", "index", "related", "evaluate", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,13 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"pinsage.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"pinsage.commands.{name}":
-                continue  # command not built yet
-            raise
-        module.add_parser(sub)
+        importlib.import_module(f"pinsage.commands.{name}").add_parser(sub)
     return parser
 
 

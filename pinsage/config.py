@@ -70,6 +70,7 @@ class TrainConfig:
     pair_window: int = 3             #: with time: pair items at most this many steps apart in a history
     group_balance: float = 1.0       #: draw a group's pairs with probability ~ (its pair count)^-this: 0 every pair alike, 1 every group alike
     pairs_per_epoch: int = 200_000   #: positive pairs sampled per epoch (0: all pairs once)
+    pairs_per_edge: float = 5.0      #: ...but at most this many per training edge, so small graphs train in seconds (0: no cap)
     num_workers: int = -1            #: DataLoader worker processes (-1: 1 when >= 2 CPUs, else 0)
     amp: str = "auto"                #: auto | bf16 | off (auto: bf16 autocast on CUDA where supported)
     seed: int = 0
@@ -204,7 +205,8 @@ def _validate_ranges(cfg: "PinSageConfig", source: str) -> None:
         ("train.log_every", t.log_every >= 1, ">= 1"), ("train.temperature", t.temperature > 0, "> 0"),
         ("train.easy_negatives", t.easy_negatives >= 1, ">= 1"),
         ("train.hard_negatives_max", t.hard_negatives_max >= 0, ">= 0"),
-        ("train.pairs_per_epoch", t.pairs_per_epoch >= 0, ">= 0"), ("train.pair_window", t.pair_window >= 1, ">= 1"),
+        ("train.pairs_per_epoch", t.pairs_per_epoch >= 0, ">= 0"),
+        ("train.pairs_per_edge", t.pairs_per_edge >= 0 and t.pairs_per_edge < float("inf"), ">= 0 and finite"), ("train.pair_window", t.pair_window >= 1, ">= 1"),
         ("train.group_balance", 0.0 <= t.group_balance <= 1.0, "in [0, 1]"),
         ("train.hard_rank_window", 0 <= t.hard_rank_window[0] < t.hard_rank_window[1] <= 1,
          "two fractions 0 <= lo < hi <= 1"),

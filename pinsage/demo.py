@@ -120,7 +120,7 @@ def run_demo(n_topics: int | None = None, seed: int = 0, quick: bool = False,
     """
     from pinsage.datasets import make_pinboard, pinboard_features_frame
     from pinsage.estimator import PinSageEmbedder
-    from pinsage.evaluate import ItemKNN, RandomWalkCounts, interaction_matrix
+    from pinsage.evaluation import ItemKNN, RandomWalkCounts, interaction_matrix
     from pinsage.index import ItemIndex
 
     t_all = time.perf_counter()

@@ -1,68 +1,79 @@
-"""``PinSageEmbedder``: the whole pipeline behind one scikit-learn-like object.
+"""``PinSageEmbedder``: the whole pipeline behind one scikit-learn-style estimator.
 
-interactions -> :class:`InteractionGraph` -> item features -> importance neighbourhoods ->
-positive pairs + negatives -> :class:`Trainer` -> layer-wise full-graph embeddings.
+``fit`` is a short sequence of stage calls, data flowing one way:
+
+interactions -> :class:`~pinsage.InteractionGraph` -> node inputs (:func:`~pinsage.features.fit_node_inputs`)
+-> importance neighbourhoods (:class:`~pinsage.ImportanceSampler`) -> positive pairs and negatives
+(:class:`~pinsage.train.data.TrainingData`) -> :class:`~pinsage.train.trainer.Trainer` -> layer-wise
+full-graph embeddings (:func:`~pinsage.embed_all`). The run directory is written and read by
+:class:`~pinsage.run.RunDir`.
 """
 from __future__ import annotations
 
-import json
 import os
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
 
-from pinsage._arrays import shrink_rows
-from pinsage._io import InputError, atomic_path, save_npy_atomic
+from pinsage._io import InputError
 from pinsage.config import PinSageConfig
-from pinsage.features import ItemFeatureEncoder, check_unknown, log_degree_feature
+from pinsage.features import fit_node_inputs
 from pinsage.graph import InteractionGraph
 from pinsage.inference import embed_all
-from pinsage.nn.block import Neighborhoods
 from pinsage.nn.model import PinSage
-from pinsage.sampling.importance import ImportanceSampler
-from pinsage.spectral import spectral_item_features
-from pinsage.train.loader import PairBatchDataset, make_loader
-from pinsage.train.negatives import HardNegatives, curriculum_hard_count, rank_window
-from pinsage.train.pairs import GroupBalancedDraw, positive_pairs
+from pinsage.run import RunDir
+from pinsage.sampling import ImportanceSampler
+from pinsage.train.data import TrainingData
+from pinsage.train.loader import make_loader
+from pinsage.train.negatives import curriculum_hard_count
 from pinsage.train.trainer import Trainer
 
-__all__ = ["PinSageEmbedder", "all_neighborhoods"]
+__all__ = ["PinSageEmbedder", "NotFittedError"]
 
 
-def all_neighborhoods(sampler: ImportanceSampler, chunk: int = 16384, key_base: int = 0) -> Neighborhoods:
-    """Importance neighbourhoods of every item, sampled once (chunk ``c`` uses key ``key_base + c``).
-
-    Indices are stored as int32 (the catalogue fits): written chunk by chunk into arrays sized for
-    ``num_items * num_neighbors`` entries, then shrunk in place, so the peak is the result's size
-    (graph L: 0.8 GB instead of 2.4 GB for int64 parts plus their concatenation).
-    """
-    n = sampler.graph.num_items
-    cap = n * sampler.num_neighbors
-    index_dtype = np.int32 if n <= np.iinfo(np.int32).max else np.int64
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    indices = np.empty(cap, dtype=index_dtype)
-    weights = np.empty(cap, dtype=np.float32)
-    total = 0
-    for c, lo in enumerate(range(0, n, chunk)):
-        hi = min(n, lo + chunk)
-        nb = sampler(np.arange(lo, hi), key=key_base + c)
-        k = len(nb.indices)
-        indices[total:total + k] = nb.indices.numpy()
-        weights[total:total + k] = nb.weights.numpy()
-        indptr[lo + 1:hi + 1] = nb.offsets.numpy()[1:] + total
-        total += k
-    return Neighborhoods(indptr, shrink_rows(indices, total), shrink_rows(weights, total))
+class NotFittedError(ValueError, AttributeError):
+    """An estimator method that needs a fitted model was called before ``fit`` (or ``load``)."""
 
 
 def _dist_info() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def _loader_workers(requested: int) -> int:
+    """DataLoader worker processes: ``requested``, or -1 for one when the machine has two cores or more."""
+    return requested if requested >= 0 else (1 if (os.cpu_count() or 1) >= 2 else 0)
+
+
+@contextmanager
+def _cores_left_to_workers(device: torch.device, workers: int) -> Iterator[None]:
+    """Leave one core per loader worker while training: an OpenMP team that shares its cores with the
+    producers spins at every barrier (measured: 30x slower steps on a loaded 2-core machine)."""
+    threads = torch.get_num_threads()
+    if device.type == "cpu" and workers:
+        torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 1) - workers)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@contextmanager
+def _work_directory(work_dir: str | os.PathLike | None) -> Iterator[str]:
+    """``work_dir``, or a temporary directory removed afterwards."""
+    if work_dir is not None:
+        yield str(work_dir)
+        return
+    with tempfile.TemporaryDirectory(prefix="pinsage-") as tmp:
+        yield tmp
 
 
 class PinSageEmbedder:
@@ -78,11 +89,48 @@ class PinSageEmbedder:
         (60, 64)
     """
 
+    #: the constructor parameters (scikit-learn's ``get_params`` / ``set_params``)
+    _PARAMS = ("config", "device", "progress")
+    #: what ``fit`` / ``load`` set; cleared by every ``fit``
+    _FITTED = ("config_", "graph_", "item_ids_", "features_", "feature_encoder_", "sampler_", "neighborhoods_",
+               "model_", "trainer_", "history_", "item_embeddings_", "timings_", "run_meta_", "_index")
+
     def __init__(self, config: PinSageConfig | None = None, device: str | torch.device = "cpu",
                  progress: bool = True) -> None:
-        self.config = config or PinSageConfig()
-        self.device = torch.device(device)
+        self.config = config
+        self.device = device
         self.progress = progress
+
+    # ------------------------------------------------------------------ scikit-learn conventions
+    def get_params(self, deep: bool = False) -> dict[str, Any]:
+        """The constructor parameters, as given."""
+        return {name: getattr(self, name) for name in self._PARAMS}
+
+    def set_params(self, **params: Any) -> "PinSageEmbedder":
+        """Set constructor parameters; they take effect at the next ``fit``."""
+        unknown = sorted(set(params) - set(self._PARAMS))
+        if unknown:
+            raise ValueError(f"PinSageEmbedder.set_params: unknown parameter(s) {unknown}; "
+                             f"valid: {list(self._PARAMS)}")
+        for name, value in params.items():
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        return f"PinSageEmbedder(config={self.config!r}, device={self.device!r}, progress={self.progress!r})"
+
+    def _check_fitted(self) -> None:
+        if getattr(self, "item_embeddings_", None) is None:
+            raise NotFittedError("This PinSageEmbedder is not fitted yet: call fit(...) or "
+                                 "PinSageEmbedder.load(run_dir) first")
+
+    def _reset(self) -> None:
+        for name in self._FITTED:
+            self.__dict__.pop(name, None)
+
+    @property
+    def device_(self) -> torch.device:
+        return torch.device(self.device)
 
     # ------------------------------------------------------------------ fit
     def fit(
@@ -103,206 +151,144 @@ class PinSageEmbedder:
         categorical and text columns; see :class:`~pinsage.features.ItemFeatureEncoder`).
         ``work_dir`` holds the checkpoint and the JSONL log (a temporary directory when None).
         """
-        cfg = self.config
+        self._reset()
+        cfg = self.config_ = self.config if self.config is not None else PinSageConfig()
+        device = self.device_
         t_start = time.perf_counter()
         rank, world = _dist_info()
         torch.manual_seed(cfg.train.seed)
         rng = np.random.default_rng(cfg.train.seed)
-        if isinstance(interactions, InteractionGraph):
-            graph = interactions
-        else:
-            if group_col is None or item_col is None:
-                raise InputError(f"{source}: group_col and item_col are required")
-            graph = InteractionGraph.from_pandas(interactions, group_col, item_col, time_col=time_col, source=source)
-        self.graph_ = graph
+        graph = self.graph_ = self._graph(interactions, group_col, item_col, time_col, source)
         self.item_ids_ = graph.item_ids
-        self.features_ = self._features(graph, item_features, item_key)
-
-        s = cfg.sampler
-        self.sampler_ = ImportanceSampler(graph, s.num_walks, s.walk_length, s.restart_prob, s.num_neighbors,
-                                          seed=cfg.train.seed)
+        self.features_, self.feature_encoder_ = fit_node_inputs(graph, cfg.model, cfg.train.seed, item_features,
+                                                                item_key)
+        self.sampler_ = ImportanceSampler.from_config(graph, cfg.sampler, seed=cfg.train.seed)
         t0 = time.perf_counter()
-        self.neighborhoods_ = all_neighborhoods(self.sampler_)
+        self.neighborhoods_ = self.sampler_.all_neighborhoods()
         self.timings_ = {"neighborhoods_s": time.perf_counter() - t0}
-
         t0 = time.perf_counter()
-        balanced_draw = None
-        pair_dtype = np.int32 if graph.num_items <= np.iinfo(np.int32).max else np.int64
-        if cfg.train.group_balance > 0:
-            pairs, pair_groups = positive_pairs(graph, cfg.train.pair_window, rng, return_groups=True,
-                                                dtype=pair_dtype)
-            balanced_draw = GroupBalancedDraw(pair_groups, cfg.train.group_balance)
-            del pair_groups
-        else:
-            pairs = positive_pairs(graph, cfg.train.pair_window, rng, dtype=pair_dtype)
-        if len(pairs) == 0:
-            raise InputError(f"{source}: no positive pairs: every group holds a single item")
-        hard_table = None
-        if cfg.train.hard_negatives_max > 0 and cfg.train.epochs >= 2 and graph.num_items > 3:
-            window = rank_window(graph.num_items, cfg.train.hard_rank_window, cfg.train.hard_rank_min,
-                                 cfg.train.hard_rank_max)
-            hard_table = HardNegatives(graph, window, seed=cfg.train.seed, neighborhoods=self.neighborhoods_,
-                                       method=cfg.train.hard_negative_method)
+        data = TrainingData.build(graph, cfg.train, rng, self.neighborhoods_, source)
         self.timings_["pairs_negatives_s"] = time.perf_counter() - t0
 
-        m = cfg.model
         feature_dim = 0 if self.features_ is None else self.features_.shape[1]
-        self.model_ = PinSage(graph.num_items, feature_dim=feature_dim, id_dim=m.id_dim,
-                              hidden_channels=m.hidden_channels, out_channels=m.out_channels,
-                              num_layers=m.num_layers, aggr=m.aggr, dropout=m.dropout,
-                              magnitude=m.magnitude, sparse=self._sparse_ids(graph.num_items, world))
+        self.model_ = PinSage.from_settings(graph.num_items, feature_dim, cfg.model,
+                                            sparse=self._sparse_ids(graph.num_items, world))
         t = cfg.train
-        workers = t.num_workers if t.num_workers >= 0 else (1 if (os.cpu_count() or 1) >= 2 else 0)
-
-        def dataset(epoch: int) -> PairBatchDataset:
-            nb = self.neighborhoods_
-            if s.resample_every_epoch and epoch > 1:
-                nb = all_neighborhoods(self.sampler_, key_base=epoch * 1_000_003)
-            return PairBatchDataset(pairs, graph.num_items, nb, m.num_layers, self.features_, hard_table,
-                                    t.batch_size, t.easy_negatives,
-                                    curriculum_hard_count(epoch, t.hard_negatives_max), epoch,
-                                    seed=t.seed, pairs_per_epoch=t.pairs_per_epoch, rank=rank, world_size=world,
-                                    balanced_draw=balanced_draw)
-
         if t.batch_size < world:
             raise InputError(f"train.batch_size {t.batch_size} is smaller than the {world} processes")
-        steps = len(dataset(1))
-        tmp_dir = None
-        if work_dir is None:
-            import tempfile
-            tmp_dir = tempfile.TemporaryDirectory(prefix="pinsage-")
-            work_dir = tmp_dir.name
-        sig_cfg = cfg.to_dict()
-        sig_cfg["train"].pop("epochs")  # extending a finished run with more epochs is allowed
-        signature = {"num_items": graph.num_items, "num_groups": graph.num_groups, "num_edges": graph.num_edges,
-                     "feature_dim": feature_dim, "config": sig_cfg}
-        self.trainer_ = Trainer(self.model_, t, lambda e: make_loader(dataset(e), workers), steps, work_dir,
-                                device=self.device, progress=self.progress, signature=signature)
-        # leave one core per loader worker: an OpenMP team that shares its cores with the producers
-        # spins at every barrier (measured: 30x slower steps on a loaded 2-core machine)
-        threads = torch.get_num_threads()
-        if self.device.type == "cpu" and workers:
-            torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 1) - workers)))
+        workers = _loader_workers(t.num_workers)
+
+        def dataset(epoch: int):
+            return data.epoch_dataset(epoch, t, graph.num_items, self.neighborhoods_, cfg.model.num_layers,
+                                      self.features_, self.sampler_, cfg.sampler.resample_every_epoch, rank, world)
+
         t0 = time.perf_counter()
-        try:
+        with _work_directory(work_dir) as wd, _cores_left_to_workers(device, workers):
+            self.trainer_ = Trainer(self.model_, t, lambda e: make_loader(dataset(e), workers), len(dataset(1)), wd,
+                                    device=device, progress=self.progress,
+                                    signature=self._signature(graph, feature_dim))
             self.trainer_.fit(resume=resume,
                               hard_count_for_epoch=lambda e: curriculum_hard_count(e, t.hard_negatives_max))
-        finally:
-            torch.set_num_threads(threads)
-            if tmp_dir is not None:
-                tmp_dir.cleanup()
         self.timings_["train_s"] = time.perf_counter() - t0
         self.history_ = self.trainer_.state.history
         # free what only training needed before the full-graph pass (graph L: pairs 2.9 GB, Adam 1 GB)
-        del pairs, balanced_draw, hard_table
-        self.trainer_.optimizer.state.clear()
-        if hasattr(self.trainer_.optimizer, "dense"):  # DenseSparseAdam keeps the state in its parts
-            for part in self.trainer_.optimizer._parts():
-                part.state.clear()
+        del data
+        self.trainer_.release_state()
         t0 = time.perf_counter()
         self.item_embeddings_ = self.embed()
         self.timings_["inference_s"] = time.perf_counter() - t0
         self.timings_["total_s"] = time.perf_counter() - t_start
         return self
 
+    @staticmethod
+    def _graph(interactions: pd.DataFrame | InteractionGraph, group_col: str | None, item_col: str | None,
+               time_col: str | None, source: str) -> InteractionGraph:
+        if isinstance(interactions, InteractionGraph):
+            return interactions
+        if group_col is None or item_col is None:
+            raise InputError(f"{source}: group_col and item_col are required")
+        return InteractionGraph.from_pandas(interactions, group_col, item_col, time_col=time_col, source=source)
+
+    def _signature(self, graph: InteractionGraph, feature_dim: int) -> dict[str, Any]:
+        """What a checkpoint must match to be resumed (extending a finished run with more epochs is allowed)."""
+        sig_cfg = self.config_.to_dict()
+        sig_cfg["train"].pop("epochs")
+        return {"num_items": graph.num_items, "num_groups": graph.num_groups, "num_edges": graph.num_edges,
+                "feature_dim": feature_dim, "config": sig_cfg}
+
     def _sparse_ids(self, num_items: int, world: int) -> bool:
         """Sparse id-embedding gradients (optimised by SparseAdam) from ``model.sparse_id_min_items``
         items on: dense Adam over the table costs O(items) per step. Not under multi-GPU data
         parallelism (NCCL all-reduces dense gradients only)."""
-        m = self.config.model
+        m = self.config_.model
         if m.id_dim == 0 or num_items < m.sparse_id_min_items:
             return False
-        return not (world > 1 and self.device.type == "cuda")
-
-    def _features(self, graph: InteractionGraph, item_features: pd.DataFrame | None,
-                  item_key: str | None) -> np.ndarray | None:
-        parts = []
-        self.feature_encoder_ = None
-        if item_features is not None and self.config.model.use_features:
-            if item_key is None:
-                raise InputError("item features: item_key (the column holding item ids) is required")
-            check_unknown(item_features, graph.item_ids, item_key)
-            enc = ItemFeatureEncoder(key=item_key)
-            x, _missing = enc.fit_transform(item_features, graph.item_ids)
-            self.feature_encoder_ = enc
-            parts.append(x)
-        if self.config.model.spectral_dim > 0:
-            parts.append(spectral_item_features(graph, self.config.model.spectral_dim, seed=self.config.train.seed))
-        if self.config.model.log_degree:
-            parts.append(log_degree_feature(graph.item_degree))
-        return np.ascontiguousarray(np.concatenate(parts, 1), dtype=np.float32) if parts else None
+        return not (world > 1 and self.device_.type == "cuda")
 
     # ------------------------------------------------------------------ inference
     def embed(self, chunk_size: int = 8192) -> np.ndarray:
         """``(num_items, out_channels)`` float32 embeddings of every item, layer-wise over the whole graph."""
+        if getattr(self, "model_", None) is None:
+            raise NotFittedError("This PinSageEmbedder is not fitted yet: call fit(...) first")
         rank, world = _dist_info()
         z = embed_all(self.model_, self.neighborhoods_, self.features_, chunk_size=chunk_size,
-                      device=self.device, rank=rank, world_size=world)
+                      device=self.device_, rank=rank, world_size=world)
         return np.asarray(z.cpu().numpy(), dtype=np.float32)  # no copy when already float32
 
     def transform(self, item_ids: Any = None) -> np.ndarray:
         """Embeddings of the given original item ids (all items when None), ``(n, d)``."""
+        self._check_fitted()
         if item_ids is None:
             return self.item_embeddings_
         return self.item_embeddings_[self.graph_.item_index(item_ids)]
 
     def similar_items(self, item_ids: Any, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """Related items by dot product, the model's score (exact search): ``(ids (n, k), scores (n, k))``."""
+        """Related items by dot product, the model's score (exact search): ``(ids (n, k), scores (n, k))``.
+
+        The exact index is built on first use and dropped by the next ``fit``.
+        """
         from pinsage.index import ItemIndex
 
+        self._check_fitted()
         if getattr(self, "_index", None) is None:
             self._index = ItemIndex.build(self.item_embeddings_, self.item_ids_, kind="exact")
         return self._index.related(np.atleast_1d(np.asarray(item_ids)), k=k)
 
     # ------------------------------------------------------------------ persistence
-    def save_outputs(self, run_dir: str | os.PathLike, extra: dict | None = None) -> None:
-        """Write the run contract into ``run_dir`` (which should be a fresh temp dir renamed on success):
-        item_embeddings.npy, item_ids.npy, config.yaml, model.pt, graph/, neighborhoods.npz,
-        item_features.npy, feature_encoder.json, run.json."""
-        run_dir = Path(run_dir)
-        save_npy_atomic(run_dir / "item_embeddings.npy", self.item_embeddings_.astype(np.float32))
-        save_npy_atomic(run_dir / "item_ids.npy", np.asarray(self.item_ids_))
-        self.config.to_yaml(run_dir / "config.yaml")
-        m = self.model_
-        with atomic_path(run_dir / "model.pt") as tmp:
-            torch.save({"state_dict": m.state_dict(), "kwargs": dict(
-                num_items=m.num_items, feature_dim=m.feature_dim, id_dim=m.id_dim,
-                hidden_channels=m.hidden_channels, out_channels=m.out_channels, num_layers=m.num_layers,
-                aggr=m.aggr, dropout=m.dropout, magnitude=m.magnitude)}, tmp)
-        self.graph_.save(run_dir / "graph")
-        nb = self.neighborhoods_
-        with atomic_path(run_dir / "neighborhoods.npz") as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, indptr=nb.indptr, indices=nb.indices, weights=nb.weights)
+    def save(self, run_dir: str | os.PathLike, extra: dict | None = None) -> RunDir:
+        """Write the run into ``run_dir`` (a fresh directory, renamed into place by the caller):
+        embeddings and ids, config, model, graph, neighbourhoods, node inputs, encoder, run.json
+        (see :mod:`pinsage.run`)."""
+        self._check_fitted()
+        run = RunDir(run_dir)
+        run.write_embeddings(self.item_embeddings_, self.item_ids_)
+        run.write_config(self.config_)
+        run.write_model(self.model_)
+        run.write_graph(self.graph_)
+        run.write_neighborhoods(self.neighborhoods_)
         if self.features_ is not None:
-            save_npy_atomic(run_dir / "item_features.npy", self.features_)
+            run.write_item_features(self.features_)
         if self.feature_encoder_ is not None:
-            with atomic_path(run_dir / "feature_encoder.json") as tmp:
-                Path(tmp).write_text(json.dumps(self.feature_encoder_.to_dict()))
-        meta = {"num_items": self.graph_.num_items, "num_groups": self.graph_.num_groups,
-                "num_edges": self.graph_.num_edges, "timings": self.timings_, **(extra or {})}
-        with atomic_path(run_dir / "run.json") as tmp:
-            Path(tmp).write_text(json.dumps(meta, indent=2, default=str))
+            run.write_feature_encoder(self.feature_encoder_)
+        run.write_meta({"num_items": self.graph_.num_items, "num_groups": self.graph_.num_groups,
+                        "num_edges": self.graph_.num_edges, "timings": getattr(self, "timings_", {}),
+                        **(extra or {})})
+        return run
+
+    #: the name of :meth:`save` before the run module existed
+    save_outputs = save
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike) -> "PinSageEmbedder":
-        """Load a run written by ``pinsage train`` / :meth:`save_outputs`."""
-        run_dir = Path(run_dir)
-        for name in ("item_embeddings.npy", "item_ids.npy", "config.yaml", "model.pt"):
-            if not (run_dir / name).exists():
-                raise InputError(f"{run_dir}: not a pinsage run ({name} missing)")
-        self = cls(PinSageConfig.from_yaml(run_dir / "config.yaml"), progress=False)
-        self.item_embeddings_ = np.load(run_dir / "item_embeddings.npy")
-        self.item_ids_ = np.load(run_dir / "item_ids.npy", allow_pickle=False)
-        ckpt = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=False)
-        self.model_ = PinSage(**ckpt["kwargs"])
-        self.model_.load_state_dict(ckpt["state_dict"])
-        self.graph_ = InteractionGraph.load(run_dir / "graph")
-        z = np.load(run_dir / "neighborhoods.npz")
-        self.neighborhoods_ = Neighborhoods(z["indptr"], z["indices"], z["weights"])
-        f = run_dir / "item_features.npy"
-        self.features_ = np.load(f, mmap_mode="r") if f.exists() else None
-        enc = run_dir / "feature_encoder.json"
-        self.feature_encoder_ = ItemFeatureEncoder.from_dict(json.loads(enc.read_text())) if enc.exists() else None
-        self.run_meta_ = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
+        """Load a run written by ``pinsage train`` / :meth:`save` (nothing in it is unpickled)."""
+        run = RunDir.open(run_dir, require=("embeddings", "ids", "config", "model"), flag="")
+        self = cls(run.config(), progress=False)
+        self.config_ = self.config
+        self.item_embeddings_, self.item_ids_ = run.embeddings_and_ids()
+        self.model_ = run.model()
+        self.graph_ = run.graph()
+        self.neighborhoods_ = run.neighborhoods()
+        self.features_ = run.item_features()
+        self.feature_encoder_ = run.feature_encoder()
+        self.run_meta_ = run.meta()
         return self

@@ -1,12 +1,13 @@
-"""Related-item evaluation (DESIGN.md "Evaluation protocol"): public entry point.
+"""Deprecated alias of :mod:`pinsage.evaluation`, kept so that old imports keep working.
 
->>> from pinsage.evaluate import leave_last_out, run_baselines, format_table, evaluate_embeddings
->>> split = leave_last_out(df, "user", "item", time_col="ts")            # doctest: +SKIP
->>> print(format_table(run_baselines(split)))                            # doctest: +SKIP
->>> evaluate_embeddings(np.load("out/item_embeddings.npy"), split,
-...                     item_ids=np.load("out/item_ids.npy"))            # doctest: +SKIP
+Import :mod:`pinsage.evaluation` in new code; the protocol is described in ``docs/quality.md``.
 
-Implementation lives in :mod:`pinsage.evaluation` (split, metrics, baselines, report).
+>>> from pinsage.evaluation import leave_last_out, run_baselines, format_table, evaluate_embeddings
 """
+import warnings
+
 from pinsage.evaluation import *  # noqa: F401,F403
 from pinsage.evaluation import __all__  # noqa: F401
+
+warnings.warn("pinsage.evaluate is a deprecated alias: import pinsage.evaluation instead", DeprecationWarning,
+              stacklevel=2)

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pinsage.nn.block import Neighborhoods, NeighborSampler, build_blocks
+from pinsage.sampling.blocks import Neighborhoods, NeighborSampler, build_blocks
 from pinsage.nn.model import PinSage
 
 __all__ = ["embed_all", "embed_sampled"]
@@ -221,7 +221,7 @@ def embed_sampled(
 ) -> Tensor:
     r"""Per-item inference over freshly built K-hop blocks (the slow baseline).
 
-    For every batch of ``items``, :func:`~pinsage.nn.block.build_blocks` builds
+    For every batch of ``items``, :func:`~pinsage.sampling.blocks.build_blocks` builds
     the K-hop computation graph, the content features of
     ``blocks[0].src_nodes`` are gathered, and the model is run. Lower layers are
     recomputed for every tree a node appears in.
@@ -229,7 +229,7 @@ def embed_sampled(
     Args:
         model: a :class:`~pinsage.nn.PinSage`.
         items: ``(n,)`` item indices to embed.
-        neighborhoods: fixed :class:`~pinsage.nn.block.Neighborhoods` or a
+        neighborhoods: fixed :class:`~pinsage.sampling.blocks.Neighborhoods` or a
             sampler ``f(nodes) -> (offsets, indices, weights)``.
         features: ``(N, feature_dim)`` content features, or ``None``.
         batch_size: seeds per minibatch.

@@ -219,7 +219,7 @@ def plot_metric_at_k(results: "pd.DataFrame | Mapping[str, pd.DataFrame]",
 
     Example (not run here; ``split`` from :func:`pinsage.evaluate.leave_last_out`)::
 
-        from pinsage.evaluate import EmbeddingScorer, evaluate_at_ks
+        from pinsage.evaluation import EmbeddingScorer, evaluate_at_ks
         curves = {"pinsage": evaluate_at_ks(EmbeddingScorer(emb).score, split, item_ids=ids)}
         plot_metric_at_k(curves).savefig("metric_at_k.png")
     """

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from pinsage.inference import embed_all
-from pinsage.nn.block import Neighborhoods
+from pinsage.sampling.blocks import Neighborhoods
 from pinsage.nn.model import PinSage
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"

@@ -19,7 +19,7 @@ import pinsage
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 #: modules whose ``__all__`` is public API (the API page documents them)
-PUBLIC_MODULES = ["pinsage", "pinsage.evaluate", "pinsage.datasets", "pinsage.plot"]
+PUBLIC_MODULES = ["pinsage", "pinsage.evaluation", "pinsage.datasets", "pinsage.plot"]
 MODULES = sorted(m.name for m in pkgutil.walk_packages(pinsage.__path__, "pinsage."))
 
 

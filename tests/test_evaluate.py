@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from pinsage.evaluate import (
+from pinsage.evaluation import (
     EASE, EmbeddingScorer, ItemKNN, Popularity, PureSVD, RandomWalkCounts, evaluate_embeddings,
     evaluate_scores, format_table, interaction_matrix, leave_last_out, metrics_from_ranks, run_baselines,
 )

@@ -125,7 +125,7 @@ def test_save_failure_leaves_previous_copy(tmp_path, monkeypatch):
     g = InteractionGraph.from_edges(np.array([0, 1]), np.array([1, 0]))
     g.save(tmp_path / "g")
     before = sorted(p.name for p in (tmp_path / "g").iterdir())
-    import pinsage.graph as graph_mod
+    import pinsage.graph.interaction as graph_mod
 
     def boom(*a, **k):
         raise OSError("disk full")

@@ -228,3 +228,82 @@ def test_atomic_save_leaves_nothing_on_failure(tmp_path, monkeypatch):
     assert {p.name: p.read_bytes() for p in (tmp_path / "idx").iterdir()} == before
     monkeypatch.undo()
     assert len(ItemIndex.load(tmp_path / "idx")) == 200
+
+
+# ---------------------------------------------------------------------------------------------- factory strings
+@pytest.fixture(scope="module")
+def small():
+    """2,000 x 16 gaussian vectors, string ids, and exact top-10 of 100 query items."""
+    x = np.random.default_rng(5).standard_normal((2000, 16)).astype(np.float32)
+    ids = np.array([f"item{i}" for i in range(2000)])
+    exact = ItemIndex.build(x, ids, kind="exact")
+    q = ids[::20]
+    truth, truth_scores = exact.related(q, k=10)
+    return x, ids, q, truth, truth_scores
+
+
+def test_factory_flat_is_exact(small):
+    x, ids, q, truth, truth_scores = small
+    index = ItemIndex.build(x, ids, kind="Flat")
+    assert (index.kind, len(index), index.params) == ("Flat", 2000, {})
+    got, scores = index.related(q, k=10)
+    assert got.tolist() == truth.tolist() and isinstance(got[0, 0], str)
+    np.testing.assert_allclose(scores, truth_scores, rtol=1e-5, atol=1e-5)
+
+
+def test_factory_hnsw_recall(small):
+    x, ids, q, truth, _ = small
+    index = ItemIndex.build(x, ids, kind="HNSW16,Flat", ef_search=64)
+    assert index.params["ef_search"] == 64 and faiss.downcast_index(index.faiss_index).hnsw.efSearch == 64
+    got, _ = index.related(q, k=10)
+    assert np.isin(got, ids).all() and not (got == q[:, None]).any()
+    assert recall(got, truth) >= 0.9
+    index.set_search_params(ef_search=128)
+    assert faiss.downcast_index(index.faiss_index).hnsw.efSearch == 128
+    with pytest.raises(InputError, match="nprobe"):
+        index.set_search_params(nprobe=4)
+
+
+def test_factory_ivf_all_lists_is_exact(small):
+    x, ids, q, truth, truth_scores = small
+    index = ItemIndex.build(x, ids, kind="IVF16,Flat", nprobe=16)
+    assert index.params == {"nprobe": 16, "train_size": 2000, "seed": 1234}
+    assert faiss.extract_index_ivf(index.faiss_index).nprobe == 16
+    got, scores = index.related(q, k=10)
+    assert got.tolist() == truth.tolist()
+    np.testing.assert_allclose(scores, truth_scores, rtol=1e-5, atol=1e-5)
+    # trained on a sample when asked; fewer lists probed, lower (but non-zero) recall
+    sampled = ItemIndex.build(x, ids, kind="IVF16,Flat", train_size=500, seed=7, nprobe=2)
+    assert sampled.params == {"nprobe": 2, "train_size": 500, "seed": 7}
+    assert 0.2 < recall(sampled.related(q, k=10)[0], truth) < 1.0
+
+
+def test_factory_save_load_round_trip(tmp_path, small):
+    x, ids, q, _, _ = small
+    for kind, params in (("Flat", {}), ("HNSW16,Flat", {"ef_search": 64}), ("IVF16,Flat", {"nprobe": 4}),
+                         ("IVF16,PQ4", {"nprobe": 8})):
+        index = ItemIndex.build(x, ids, kind=kind, metric="cosine", **params)
+        index.save(tmp_path / "idx")
+        meta = json.loads((tmp_path / "idx" / "meta.json").read_text())
+        assert meta["kind"] == kind and meta["params"] == index.params
+        loaded = ItemIndex.load(tmp_path / "idx")
+        assert (loaded.kind, loaded.metric, loaded.params) == (kind, "cosine", index.params)
+        a_ids, a_s = index.related(q, k=10, exclude=ids[:50])
+        b_ids, b_s = loaded.related(q, k=10, exclude=ids[:50])
+        assert a_ids.tolist() == b_ids.tolist()
+        np.testing.assert_array_equal(a_s, b_s)
+        np.testing.assert_array_equal(index.search(x[:5], k=3)[1], loaded.search(x[:5], k=3)[1])
+
+
+def test_factory_errors(small):
+    x, ids, _, _, _ = small
+    with pytest.raises(InputError, match=r"NotAnIndex12.*'exact'.*'hnsw'.*'ivfpq'.*HNSW32,Flat"):
+        ItemIndex.build(x, ids, kind="NotAnIndex12")
+    with pytest.raises(InputError, match=r"'Flat'.*unknown parameter.*nprobe"):
+        ItemIndex.build(x, ids, kind="Flat", nprobe=4)
+    with pytest.raises(InputError, match="train_size"):
+        ItemIndex.build(x, ids, kind="HNSW16,Flat", train_size=100)
+    with pytest.raises(InputError, match=r"IVF4096,Flat.*2000"):
+        ItemIndex.build(x, ids, kind="IVF4096,Flat")
+    with pytest.raises(InputError, match="positive integer"):
+        ItemIndex.build(x, ids, kind="IVF16,Flat", nprobe=0)

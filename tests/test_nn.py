@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from pinsage.inference import embed_all, embed_sampled
-from pinsage.nn import AGGREGATORS, Block, ImportanceConv, Neighborhoods, PinSage, build_blocks
+from pinsage.nn import AGGREGATORS, ImportanceConv, PinSage
+from pinsage.sampling import Block, Neighborhoods, build_blocks
 
 
 def random_neighborhoods(n: int, max_t: int = 5, seed: int = 0, empty_frac: float = 0.1) -> Neighborhoods:

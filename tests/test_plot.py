@@ -269,7 +269,7 @@ def test_write_plots_survives_a_failing_figure(tmp_path, capsys):
     rng = np.random.default_rng(0)
     model = SimpleNamespace(item_embeddings_=rng.standard_normal((40, 8)).astype(np.float32),
                             graph_=SimpleNamespace(item_degree=rng.integers(1, 9, 40)),
-                            config=SimpleNamespace(train=SimpleNamespace(seed=0)))
+                            config_=SimpleNamespace(train=SimpleNamespace(seed=0)))
     written = write_plots(model, tmp_path)
     assert [p.name for p in written] == ["embedding_map.png"]
     assert (tmp_path / "embedding_map.png").read_bytes().startswith(PNG_MAGIC)

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-import pinsage.spectral as spectral
+import pinsage.features.structural as spectral
 from pinsage.datasets.synthetic import powerlaw_bipartite
 from pinsage.graph import InteractionGraph
-from pinsage.spectral import spectral_item_features
+from pinsage.features.structural import spectral_item_features
 
 
 def _graph(n_items: int, n_users: int, draws: int = 40_000) -> InteractionGraph:

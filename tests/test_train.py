@@ -26,9 +26,10 @@ from pinsage._io import InputError
 from pinsage.cli import main
 from pinsage.config import PinSageConfig
 from pinsage.datasets import make_pinboard
-from pinsage.estimator import PinSageEmbedder, all_neighborhoods
+from pinsage.estimator import PinSageEmbedder
+from pinsage.sampling import all_neighborhoods
 from pinsage.graph import InteractionGraph
-from pinsage.nn.block import Neighborhoods
+from pinsage.sampling.blocks import Neighborhoods
 from pinsage.sampling import ImportanceSampler
 from pinsage.train.loss import max_margin_loss, sampled_softmax_loss
 from pinsage.train.negatives import HardNegatives, curriculum_hard_count, rank_window

@@ -227,3 +227,13 @@ def test_gowalla_3k_protocol_counts():
     s = split.summary()
     # the counts of the data's README: 178,917 training pairs over 3,001 users and 35,182 items
     assert (s["users"], s["train_rows"], s["train_items"]) == (3001, 178917, 35182)
+
+
+def test_the_old_evaluate_module_is_a_deprecated_alias():
+    import importlib
+    import sys
+
+    sys.modules.pop("pinsage.evaluate", None)
+    with pytest.warns(DeprecationWarning, match="pinsage.evaluation"):
+        old = importlib.import_module("pinsage.evaluate")
+    assert old.RP3beta is RP3beta

@@ -27,17 +27,17 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from pinsage._io import InputError, read_table, save_npy_atomic
-from pinsage.commands.index import load_run_meta, require_run
-from pinsage.commands.related import resolve_run_path
+from pinsage.ids import positions
+from pinsage.run import RunDir
 
-RUN_FILES = ("item_ids.npy", "config.yaml", "model.pt")
+#: what a run must hold to embed a new graph
+REQUIRED = ("ids", "config", "model")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -67,17 +67,15 @@ def default_ids_out(out: Path) -> Path:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from pinsage.config import PinSageConfig
-    from pinsage.estimator import all_neighborhoods
-    from pinsage.features import ItemFeatureEncoder, log_degree_feature
-    from pinsage.spectral import fold_in_spectral
+    from pinsage.features import rebuild_node_inputs
     from pinsage.graph import InteractionGraph
     from pinsage.inference import embed_all
     from pinsage.nn.model import PinSage
-    from pinsage.sampling.importance import ImportanceSampler
+    from pinsage.sampling import ImportanceSampler
 
-    run_dir = require_run(args.run, RUN_FILES)
-    meta = load_run_meta(run_dir)
+    run = RunDir.open(args.run, require=REQUIRED)
+    run_dir = run.path
+    meta = run.meta()
     out = Path(args.out)
     ids_out = Path(args.ids_out) if args.ids_out else default_ids_out(out)
     if out.resolve() == ids_out.resolve():
@@ -96,52 +94,31 @@ def run(args: argparse.Namespace) -> int:
         time_col = None  # the run's time column is optional here: embedding does not use times
     graph = InteractionGraph.from_pandas(df, user_col, item_col, time_col=time_col, source=str(args.interactions))
 
-    cfg = PinSageConfig.from_yaml(run_dir / "config.yaml")
-    try:
-        ckpt = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=False)
-        kwargs, state = dict(ckpt["kwargs"]), dict(ckpt["state_dict"])
-    except Exception as exc:  # torch raises many types on a corrupt file
-        raise InputError(f"{run_dir / 'model.pt'}: could not be read as a pinsage model: {exc}") from exc
-    train_ids = np.load(run_dir / "item_ids.npy", allow_pickle=False)
+    cfg = run.config()
+    kwargs, state = run.model_config_and_state()
+    train_ids = run.ids()
 
     # ---- neighbourhoods on the new graph, as in training (same settings and seed)
-    s = cfg.sampler
-    sampler = ImportanceSampler(graph, s.num_walks, s.walk_length, s.restart_prob, s.num_neighbors,
-                                seed=cfg.train.seed)
-    nb = all_neighborhoods(sampler)
-
-    lookup = pd.Index(train_ids.astype(object) if train_ids.dtype.kind in "US" else train_ids)
+    nb = ImportanceSampler.from_config(graph, cfg.sampler, seed=cfg.train.seed).all_neighborhoods()
     new_ids = np.asarray(graph.item_ids)
-    known_rows = np.asarray(lookup.get_indexer(new_ids.astype(object) if new_ids.dtype.kind in "US" else new_ids),
-                            dtype=np.int64)
+    known_rows = positions(new_ids, train_ids)
 
-    # ---- node inputs on the new graph: [content | spectral | log degree], as in training
-    parts = []
-    content_dim = 0
-    enc_path = run_dir / "feature_encoder.json"
-    if enc_path.is_file():
-        enc = ItemFeatureEncoder.from_dict(json.loads(enc_path.read_text(encoding="utf-8")))
+    # ---- node inputs on the new graph, in the training layout (the estimator's own assembly)
+    encoder = run.feature_encoder()
+    feats = None
+    if encoder is not None:
         if args.item_features:
             feat_path = Path(args.item_features)
         else:
-            feat_path = resolve_run_path(meta.get("item_features"), run_dir)
+            feat_path = run.resolve(meta.get("item_features"))
             if feat_path is None:
                 raise InputError(f"--run {run_dir}: the model uses item content features and the run's "
                                  f"features file {meta.get('item_features')!r} is gone; give --item-features")
-        key = args.item_key or meta.get("item_key") or enc.key
+        key = args.item_key or meta.get("item_key") or encoder.key
         feats = read_table(feat_path, columns=[key])
-        if key != enc.key:
-            feats = feats.drop(columns=[enc.key], errors="ignore").rename(columns={key: enc.key})
-        x, _missing = enc.transform(feats, graph.item_ids)
-        parts.append(x)
-        content_dim = x.shape[1]
-    if cfg.model.spectral_dim > 0:
-        saved = np.load(run_dir / "item_features.npy", mmap_mode="r")
-        trained = np.asarray(saved[:, content_dim:content_dim + cfg.model.spectral_dim])
-        parts.append(fold_in_spectral(trained, known_rows, nb.indptr, nb.indices, nb.weights))
-    if cfg.model.log_degree:
-        parts.append(log_degree_feature(graph.item_degree))
-    features = np.ascontiguousarray(np.concatenate(parts, 1), dtype=np.float32) if parts else None
+        if key != encoder.key:
+            feats = feats.drop(columns=[encoder.key], errors="ignore").rename(columns={key: encoder.key})
+    features = rebuild_node_inputs(graph, cfg.model, encoder, feats, run.item_features(), known_rows, nb)
     got = 0 if features is None else features.shape[1]
     if got != int(kwargs.get("feature_dim", 0)):
         raise InputError(f"--run {run_dir}: rebuilt node inputs have {got} columns but the model expects "
@@ -149,8 +126,7 @@ def run(args: argparse.Namespace) -> int:
 
     # ---- the model over the new catalogue: trained id rows for known items, zeros for new ones
     n_new = int((known_rows < 0).sum())
-    kwargs["num_items"] = graph.num_items
-    model = PinSage(**kwargs)
+    model = PinSage.from_config(kwargs, num_items=graph.num_items)
     if "id_embedding.weight" in state:
         old = state["id_embedding.weight"]
         w = torch.zeros((graph.num_items, old.shape[1]), dtype=old.dtype)

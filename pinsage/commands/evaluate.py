@@ -5,7 +5,7 @@
 ``test`` table of :func:`pinsage.evaluation.leave_last_out`, whose ``train`` table the run was
 trained on. For every row the whole catalogue is scored by dot product with the query's embedding;
 the query and, when a ``user`` column is given, the user's training items (the run's graph) are
-excluded; the target's rank gives HR@k, NDCG@k, MRR (DESIGN.md's protocol, computed by
+excluded; the target's rank gives HR@k, NDCG@k, MRR (the protocol of docs/quality.md, computed by
 :func:`pinsage.evaluation.evaluate_embeddings`; ties count as a random tie-break). Rows whose query
 or target is not among the run's items are skipped and counted.
 
@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 from pinsage._io import InputError, read_table
-from pinsage.commands.index import load_embeddings_and_ids, require_run
-from pinsage.commands.related import coerce_ids
+from pinsage.ids import coerce_ids, lookup_keys
+from pinsage.run import RunDir
 
 TEST_COLUMNS = ("query", "target")
 
@@ -45,14 +45,11 @@ def _as_ids(col: pd.Series, like: np.ndarray) -> np.ndarray:
     values that cannot convert become ids that match nothing."""
     vals = col.to_numpy()
     if vals.dtype.kind == like.dtype.kind or (vals.dtype == object and like.dtype.kind in "US"):
-        return vals.astype(object) if vals.dtype.kind in "US" else vals
-    conv, bad = coerce_ids([("" if pd.isna(v) else v) for v in vals.tolist()], like)
-    if bad:
+        return lookup_keys(vals)
+    conv, bad = coerce_ids(vals, like)
+    if bad.any():
         conv = conv.astype(object)
-        bad_set = set(map(str, bad))
-        for j, v in enumerate(vals.tolist()):
-            if str(v) in bad_set or pd.isna(v):
-                conv[j] = f"\x00pinsage-unknown-{j}"  # matches no id
+        conv[bad] = [f"\x00pinsage-unknown-{j}" for j in np.flatnonzero(bad)]  # match no id
     return conv
 
 
@@ -61,20 +58,19 @@ def run(args: argparse.Namespace) -> int:
 
     if args.k < 1:
         raise InputError(f"--k must be a positive integer, got {args.k}")
-    run_dir = require_run(args.run)
-    emb, ids = load_embeddings_and_ids(run_dir)
+    run = RunDir.open(args.run)
+    run_dir = run.path
+    emb, ids = run.embeddings_and_ids()
     test = read_table(args.test, columns=list(TEST_COLUMNS))
     if len(test) == 0:
         raise InputError(f"--test {args.test}: no rows")
     has_user = "user" in test.columns
     frame = pd.DataFrame({"query": _as_ids(test["query"], ids), "target": _as_ids(test["target"], ids)})
     if has_user:
-        if not (run_dir / "graph").is_dir():
+        if not run.has("graph"):
             raise InputError(f"--run {run_dir}: graph/ missing; it is needed to exclude the users' training "
                              "items (or drop the test file's user column)")
-        from pinsage.graph import InteractionGraph
-
-        graph = InteractionGraph.load(run_dir / "graph")
+        graph = run.graph()
         users = np.asarray(graph.group_ids)
         train = pd.DataFrame({"user": users[graph.edge_groups()],
                               "item": np.asarray(graph.item_ids)[graph.group_items]})

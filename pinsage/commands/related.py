@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -39,107 +38,11 @@ import numpy as np
 import pandas as pd
 
 from pinsage._io import InputError, atomic_path, read_table
-from pinsage.commands.index import load_embeddings_and_ids, load_run_meta, open_index, require_run
+from pinsage.ids import py_scalar as _py
+from pinsage.ids import rows_of
+from pinsage.run import RunDir
 
 ITEMS_COLUMN = "item"
-
-
-# ---------------------------------------------------------------------------------------------
-# id conversion and lookups (shared with ``pinsage evaluate``)
-# ---------------------------------------------------------------------------------------------
-
-def _head(values: Sequence[Any], limit: int = 5) -> str:
-    vals = [v.item() if isinstance(v, np.generic) else v for v in list(values)[:limit]]
-    more = f" and {len(values) - limit} more" if len(values) > limit else ""
-    return f"{vals}{more}"
-
-
-def coerce_ids(values: Sequence[Any], like: np.ndarray) -> tuple[np.ndarray, list[Any]]:
-    """Convert ``values`` (typically strings) to the dtype of the id array ``like``.
-
-    Returns ``(converted, bad)``: ``bad`` lists the values that cannot be of that type (e.g. ``"abc"``
-    for integer ids); ``converted`` holds a meaningless placeholder at their positions.
-    """
-    kind = like.dtype.kind
-    vals = list(values)
-    bad: list[Any] = []
-    if kind in "iu":
-        out = np.zeros(len(vals), dtype=np.int64)
-        for j, v in enumerate(vals):
-            if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
-                out[j] = int(v)
-                continue
-            s = str(v).strip()
-            try:
-                out[j] = int(s)
-            except ValueError:
-                try:
-                    f = float(s)
-                except ValueError:
-                    f = math.nan
-                if math.isfinite(f) and f.is_integer():
-                    out[j] = int(f)
-                else:
-                    bad.append(v)
-        return out, bad
-    if kind == "f":
-        out_f = np.zeros(len(vals), dtype=np.float64)
-        for j, v in enumerate(vals):
-            try:
-                out_f[j] = float(str(v).strip())
-            except ValueError:
-                bad.append(v)
-        return out_f, bad
-    return np.asarray([v if isinstance(v, str) else str(v) for v in vals], dtype=object), bad
-
-
-def lookup_rows(values: Sequence[Any], ids: np.ndarray, where: str) -> np.ndarray:
-    """Row positions in ``ids`` of ``values`` (strings or ids); InputError naming unknown ones."""
-    conv, bad = coerce_ids(values, ids)
-    lookup = pd.Index(ids.astype(object) if ids.dtype.kind in "US" else ids)
-    rows = np.asarray(lookup.get_indexer(conv), dtype=np.int64)
-    if bad:
-        bad_set = set(map(str, bad))
-        rows[[str(v) in bad_set for v in values]] = -1
-    missing = rows < 0
-    if missing.any():
-        unknown = list(pd.unique(np.asarray([str(v) for v in np.asarray(values, dtype=object)[missing]],
-                                            dtype=object)))
-        raise InputError(f"{where}: unknown item id(s) {_head(unknown)}: not among the run's {len(ids)} items")
-    return rows
-
-
-def resolve_run_path(path: str | None, run: Path) -> Path | None:
-    """A path recorded in run.json: as given (absolute or relative to the current directory), else
-    relative to the run directory or its parent. None when it cannot be found."""
-    if not path:
-        return None
-    p = Path(path)
-    candidates = [p] if p.is_absolute() else [p, run / p, run.parent / p]
-    for c in candidates:
-        if c.is_file():
-            return c
-    return None
-
-
-def load_titles(run: Path, meta: dict, ids: np.ndarray) -> np.ndarray | None:
-    """Titles of the run's items in ``ids`` order (object array, None where unknown), or None when the
-    run's features file, its key column or a ``title`` column is missing."""
-    path = resolve_run_path(meta.get("item_features"), run)
-    key = meta.get("item_key")
-    if path is None or not key:
-        return None
-    try:
-        df = read_table(path)
-    except InputError:
-        return None
-    if key not in df.columns or "title" not in df.columns:
-        return None
-    keys = df[key]
-    titles = df["title"].where(df["title"].notna(), None).to_numpy(dtype=object)
-    # compare as strings so int ids in the run match int-like keys read back in any dtype
-    by_key = dict(zip([str(k) for k in keys.tolist()], titles.tolist()))
-    return np.asarray([by_key.get(str(i)) for i in ids.tolist()], dtype=object)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,10 +129,6 @@ def _results_frame(queries: np.ndarray, out_ids: np.ndarray, scores: np.ndarray,
     return df
 
 
-def _py(v: Any) -> Any:
-    return v.item() if isinstance(v, np.generic) else v
-
-
 def _to_json(df: pd.DataFrame, queries: Sequence[Any], id_title: dict | None) -> list[dict]:
     out = []
     groups = {q: g for q, g in df.groupby("query", sort=False)} if len(df) else {}
@@ -256,22 +155,22 @@ def run(args: argparse.Namespace) -> int:
     out_path = Path(args.output) if args.output else None
     if out_path is not None and out_path.suffix.lower() not in (".csv", ".json"):
         raise InputError(f"--output {out_path}: expected a name ending in .csv or .json")
-    run_dir = require_run(args.run)
-    emb, ids = load_embeddings_and_ids(run_dir)
-    meta = load_run_meta(run_dir)
+    run = RunDir.open(args.run)
+    emb, ids = run.embeddings_and_ids()
+    meta = run.meta()
 
     if args.items:
         raw = read_items_file(args.items)
-        rows = lookup_rows(raw, ids, f"--items {args.items}")
+        rows = rows_of(raw, ids, f"--items {args.items}")
     else:
         raw = list(args.item)
-        rows = lookup_rows(raw, ids, "--item")
+        rows = rows_of(raw, ids, "--item")
     queries = ids[rows]
 
-    index = open_index(run_dir, emb, ids, verbose_to=sys.stderr)
+    index = run.index(emb, ids, warn_to=sys.stderr)
     out_ids, scores = index.related(queries, k=args.k)
 
-    titles = None if args.no_titles else load_titles(run_dir, meta, ids)
+    titles = None if args.no_titles else run.titles(ids, meta)
     id_title = None if titles is None else {str(i): t for i, t in zip(ids.tolist(), titles.tolist())}
     df = _results_frame(queries, out_ids, scores, id_title)
 

@@ -1,4 +1,4 @@
-"""``pinsage train``: interactions file in, a run directory out (DESIGN.md's contract).
+"""``pinsage train``: interactions file in, a run directory out (the contract of docs/cli.md).
 
 DIR receives item_embeddings.npy, item_ids.npy, config.yaml, model.pt (+ checkpoint.pt),
 train_log.jsonl and what ``pinsage embed | index | related`` need; with ``--plots`` also
@@ -16,8 +16,7 @@ import sys
 from pathlib import Path
 
 from pinsage._io import InputError, read_table, replace_dir
-
-RUN_MARKERS = ("item_embeddings.npy", "config.yaml", "model.pt", "run.json")
+from pinsage.run import RunDir
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -68,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a directory")
     if out.exists() and any(out.iterdir()) and not args.overwrite:
-        holds_run = any((out / m).exists() for m in RUN_MARKERS)
+        holds_run = RunDir(out).holds_run()
         what = "holds another run" if holds_run else "is not empty"
         raise InputError(f"--out {out}: {what}; pass --overwrite to replace it or choose another directory")
     if args.item_features and not args.item_key:
@@ -115,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(work, ignore_errors=True)  # nothing to resume: leave no trace
         raise
     if rank == 0:
-        model.save_outputs(work, extra={
+        model.save(work, extra={
             "interactions": os.path.abspath(args.interactions), "user_col": args.user_col, "item_col": args.item_col,
             "time_col": args.time_col, "item_features": os.path.abspath(args.item_features) if args.item_features else None, "item_key": args.item_key,
             "world_size": int(os.environ.get("WORLD_SIZE", "1")),
@@ -163,7 +162,7 @@ def write_plots(model, run_dir: Path) -> list[Path]:
         "training_curve.png": lambda: plot_training_curve(run_dir / "train_log.jsonl"),
         "embedding_map.png": lambda: plot_embedding_map(
             model.item_embeddings_, np.log1p(model.graph_.item_degree), method="tsne",
-            max_points=PLOT_MAX_POINTS, seed=model.config.train.seed, label_name="log(1 + degree)",
+            max_points=PLOT_MAX_POINTS, seed=model.config_.train.seed, label_name="log(1 + degree)",
             title=f"Item embeddings, t-SNE ({min(PLOT_MAX_POINTS, len(model.item_embeddings_))} "
                   f"of {len(model.item_embeddings_)} items)"),
     }

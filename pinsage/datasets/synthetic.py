@@ -1,4 +1,4 @@
-"""Synthetic power-law bipartite graphs for the scale benchmarks (DESIGN.md, "Benchmarks").
+"""Synthetic power-law bipartite graphs for the scale benchmarks (``docs/benchmarks/scale.md``).
 
 The generator reproduces, edge for edge, the reference generator used beside DGL
 (``shared/bench/dgl_anchor/synth.py``)::

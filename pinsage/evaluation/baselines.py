@@ -1,4 +1,4 @@
-"""Baseline item-to-item scorers for the related-item protocol (DESIGN.md baseline table).
+"""Baseline item-to-item scorers for the related-item protocol (``docs/quality.md``).
 
 Every scorer has ``fit(data)`` — a training DataFrame (with ``user_col``/``item_col``) or a binary
 user x item CSR matrix ``X`` of shape (n_users, n_items) — and ``score(query_indices)`` returning a
@@ -14,44 +14,12 @@ import pandas as pd
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from pinsage.evaluation.matrix import interaction_matrix
+
 __all__ = [
     "interaction_matrix", "Scorer", "Popularity", "ItemKNN", "RP3beta", "RandomWalkCounts", "PureSVD", "EASE",
     "ContentKNN", "EmbeddingScorer", "make_baseline", "BASELINES",
 ]
-
-
-def interaction_matrix(train: pd.DataFrame, user_col: str, item_col: str,
-                       item_ids: np.ndarray | None = None) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
-    """Binary user x item matrix of the training interactions.
-
-    Parameters
-    ----------
-    train : DataFrame with ``user_col`` and ``item_col``.
-    item_ids : (n_items,) original ids of the columns; default: the training items, sorted.
-        Rows whose item is not in ``item_ids`` are ignored.
-
-    Returns
-    -------
-    X : CSR float32 (n_users, n_items), X[u, i] = 1 iff u interacted with i (duplicates count once).
-    user_ids : (n_users,) original user ids of the rows, sorted (when comparable).
-    item_ids : (n_items,) original item ids of the columns.
-    """
-    from pinsage.evaluation.split import _sorted_unique
-
-    items = train[item_col].to_numpy()
-    users = train[user_col].to_numpy()
-    if item_ids is None:
-        item_ids = _sorted_unique(items)
-    item_ids = np.asarray(item_ids)
-    user_ids = _sorted_unique(users)
-    ci = pd.Index(item_ids).get_indexer(pd.Index(items))
-    ri = pd.Index(user_ids).get_indexer(pd.Index(users))
-    keep = ci >= 0
-    X = sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (ri[keep], ci[keep])),
-                      shape=(len(user_ids), len(item_ids)))
-    X.sum_duplicates()
-    X.data[:] = 1.0
-    return X, user_ids, item_ids
 
 
 class Scorer:
@@ -316,7 +284,7 @@ class EASE(Scorer):
 
     Default ``l2 = 10000``: chosen on the ML-100K *validation* split (λ in 30..30000; best 10000,
     HR@10 0.184 there). λ scales with the data (roughly with item degrees): tune it on
-    ``leave_last_out(..., validation=True)`` for other data. DESIGN.md's EASE row (HR@10 0.116)
+    ``leave_last_out(..., validation=True)`` for other data. An EASE row of HR@10 0.116 seen earlier
     matches λ ≈ 50 on the test split, i.e. an under-regularised EASE.
     """
 

@@ -64,7 +64,8 @@ def paired_bootstrap(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.nd
     """Paired bootstrap interval of ``mean(a) - mean(b)``.
 
     Args:
-        a, b: per-user values, shape (n,) each, row u of both for the same user.
+        a: per-user values of the first method, shape (n,).
+        b: the second method's, shape (n,), row u for the same user as in ``a``.
         n_resamples: bootstrap resamples R.
         confidence: interval coverage, in (0, 1).
         seed: seed of the resampling.

@@ -23,7 +23,7 @@ NaN scores count as -inf. With ``f``:
 
 ``ties="optimistic"`` (rank = 1 + h: only strictly higher scores count) and
 ``ties="pessimistic"`` (rank = 1 + h + e) are available for comparison. On MovieLens-100K only
-popularity has enough ties to notice: DESIGN.md's popularity row (0.086 / 0.045 / 0.042) is the
+popularity has enough ties to notice: the popularity row of ``docs/quality.md``'s earlier tables (0.086 / 0.045 / 0.042) is the
 optimistic convention; the expected one gives 0.084 / 0.044 / 0.041. Optimistic counting would
 give a constant (collapsed) scorer HR = 1, which is why it is not the default.
 """

@@ -1,4 +1,4 @@
-"""Leave-last-out split for related-item retrieval (DESIGN.md, "Evaluation protocol").
+"""Leave-last-out split for related-item retrieval (the protocol of ``docs/quality.md``).
 
 Implicit feedback: every distinct ``(user, item)`` pair is one edge. For each user with at least
 three distinct items, ordered by time (stable: file order breaks ties; a seeded random order
@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 
 from pinsage._io import InputError
+from pinsage.evaluation.matrix import interaction_matrix
+from pinsage.ids import sorted_unique as _sorted_unique
 
 __all__ = ["Split", "leave_last_out", "MIN_ITEMS"]
 
@@ -21,15 +23,6 @@ __all__ = ["Split", "leave_last_out", "MIN_ITEMS"]
 MIN_ITEMS = 3
 
 _U, _P, _R = "__ll_user_code", "__ll_file_pos", "__ll_rand_key"
-
-
-def _sorted_unique(values: np.ndarray) -> np.ndarray:
-    """Unique values, sorted when the values are mutually comparable, else in order of appearance."""
-    uniq = pd.unique(values)
-    try:
-        return np.sort(np.asarray(uniq))
-    except TypeError:
-        return np.asarray(uniq)
 
 
 @dataclass
@@ -81,8 +74,6 @@ class Split:
 
     def interaction_matrix(self, item_ids: np.ndarray | None = None):
         """Binary user x item CSR matrix of ``train``; see :func:`pinsage.evaluation.baselines.interaction_matrix`."""
-        from pinsage.evaluation.baselines import interaction_matrix
-
         return interaction_matrix(self.train, self.user_col, self.item_col,
                                   self.item_ids if item_ids is None else item_ids)
 
@@ -147,7 +138,7 @@ def _cut_last_two(d: pd.DataFrame, user_col: str, item_col: str) -> tuple[pd.Dat
 
 def leave_last_out(df: pd.DataFrame, user_col: str, item_col: str, time_col: str | None = None,
                    seed: int = 0, validation: bool = False) -> Split:
-    """Leave-last-out split of an interaction log (DESIGN.md protocol).
+    """Leave-last-out split of an interaction log (the protocol of ``docs/quality.md``).
 
     Parameters
     ----------

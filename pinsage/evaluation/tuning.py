@@ -50,7 +50,7 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
     "contentknn": {},
 }
 
-#: The interaction baselines tuned by default, in the order of DESIGN.md's table.
+#: The interaction baselines tuned by default, in the order of ``docs/quality.md``'s tables.
 TUNED_METHODS: tuple[str, ...] = ("popularity", "itemknn", "rwc", "puresvd", "ease", "rp3beta")
 
 

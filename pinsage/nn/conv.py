@@ -150,7 +150,7 @@ class ImportanceConv(MessagePassing):
         gather-multiply-scatter. Weights default to 1.
 
         On CPU, when the edges are grouped by destination (as in every
-        :class:`~pinsage.nn.block.Block` and ``embed_all`` chunk) and the weights need no gradient,
+        :class:`~pinsage.sampling.blocks.Block` and ``embed_all`` chunk) and the weights need no gradient,
         ``A`` is built in CSR layout directly from the destination counts: no sort, and a row-wise
         kernel 2-2.5x faster than the COO product, forward and backward
         (``benchmarks/conv.py``). Otherwise (and on CUDA) a COO product. Half-precision inputs
@@ -185,7 +185,7 @@ class ImportanceConv(MessagePassing):
         Args:
             x: ``(n, F)`` features of a homogeneous graph, or ``(x_src, x_dst)``.
                 With a single tensor and ``size=(n_src, n_dst)`` the destination
-                nodes are taken as ``x[:n_dst]`` (the :class:`~pinsage.nn.block.Block`
+                nodes are taken as ``x[:n_dst]`` (the :class:`~pinsage.sampling.blocks.Block`
                 layout, destination nodes first).
             edge_index: ``(2, E)`` source -> destination.
             edge_weight: ``(E,)`` importance weights (used by ``aggr="importance"``).

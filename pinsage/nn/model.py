@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pinsage.nn.block import Block
+from pinsage.sampling.blocks import Block
 from pinsage.nn.conv import ImportanceConv
 
 __all__ = ["PinSage"]
@@ -79,7 +79,7 @@ class PinSage(nn.Module):
             :class:`torch.optim.SparseAdam` and the rest with a dense optimiser).
 
     Shapes:
-        - **forward input:** ``blocks`` (``K`` :class:`~pinsage.nn.block.Block`),
+        - **forward input:** ``blocks`` (``K`` :class:`~pinsage.sampling.blocks.Block`),
           ``features`` :math:`(n_{src}^{(0)}, F)` gathered for ``blocks[0].src_nodes``
         - **forward output:** :math:`(n_{seeds}, O)`
     """
@@ -130,6 +130,35 @@ class PinSage(nn.Module):
         self.g2 = nn.Linear(hidden_channels, out_channels)
         self.length: Optional[nn.Linear] = nn.Linear(hidden_channels, 1) if magnitude else None
         self.reset_parameters()
+
+    #: the constructor arguments :meth:`get_config` records (``sparse`` is a training choice, not saved)
+    CONFIG_KEYS = ("num_items", "feature_dim", "id_dim", "hidden_channels", "out_channels", "num_layers", "aggr",
+                   "dropout", "magnitude")
+
+    def get_config(self) -> dict:
+        """The architecture as plain values (JSON- and ``weights_only``-safe): ``PinSage(**get_config())``
+        rebuilds it. ``normalize_output`` is recorded only when it differs from the default."""
+        cfg = {k: getattr(self, k) for k in self.CONFIG_KEYS}
+        if not self.normalize_output:
+            cfg["normalize_output"] = False
+        return cfg
+
+    @classmethod
+    def from_config(cls, config: dict, **overrides) -> "PinSage":
+        """A fresh model from :meth:`get_config`'s output (``overrides`` replace entries, e.g. ``num_items``)."""
+        allowed = set(cls.CONFIG_KEYS) | {"normalize_output", "sparse"}
+        unknown = sorted(set(config) - allowed)
+        if unknown:
+            raise ValueError(f"PinSage.from_config: unknown key(s) {unknown}; known: {sorted(allowed)}")
+        return cls(**{**config, **overrides})
+
+    @classmethod
+    def from_settings(cls, num_items: int, feature_dim: int, settings, sparse: bool = False) -> "PinSage":
+        """The model a run's ``model`` settings (:class:`pinsage.config.ModelConfig`) describe."""
+        m = settings
+        return cls(num_items, feature_dim=feature_dim, id_dim=m.id_dim, hidden_channels=m.hidden_channels,
+                   out_channels=m.out_channels, num_layers=m.num_layers, aggr=m.aggr, dropout=m.dropout,
+                   magnitude=m.magnitude, sparse=sparse)
 
     def reset_parameters(self) -> None:
         if self.id_embedding is not None:
@@ -194,7 +223,7 @@ class PinSage(nn.Module):
         """Embed the seed items of a K-hop minibatch.
 
         Args:
-            blocks: ``K`` blocks ordered input -> output (see :func:`~pinsage.nn.block.build_blocks`),
+            blocks: ``K`` blocks ordered input -> output (see :func:`~pinsage.sampling.blocks.build_blocks`),
                 on the model's device.
             features: ``(len(blocks[0].src_nodes), feature_dim)`` content features
                 already gathered for ``blocks[0].src_nodes``, or ``None``.

@@ -1,4 +1,4 @@
-"""Compiled (numba) kernels: CSR transposition, the random-walk visit-count sampler, and the
+"""Compiled (numba) kernels: the random-walk visit-count sampler and the
 closure hard-negative sampler (first walk visit outside a query's two-hop importance closure).
 
 Random numbers come from a counter-based generator (splitmix64 seeding a xorshift64* stream per
@@ -47,22 +47,6 @@ def _hop(lo, deg, state, item_groups, group_indptr, group_items):
     glo = group_indptr[g]
     gdeg = group_indptr[g + 1] - glo
     return np.int64(group_items[glo + _below(bits << np.uint64(32), gdeg)]), state
-
-
-@nb.njit(cache=True, nogil=True)
-def fill_transpose(src_indptr, src_indices, dst_indptr, dst_indices):
-    """Fill ``dst_indices`` with the transpose of CSR ``(src_indptr, src_indices)``.
-
-    ``dst_indptr`` must already hold the transposed offsets. Rows come out sorted because sources
-    are visited in order. Linear time (a counting sort).
-    """
-    fill = dst_indptr[:-1].copy()
-    n_src = len(src_indptr) - 1
-    for s in range(n_src):
-        for e in range(src_indptr[s], src_indptr[s + 1]):
-            d = src_indices[e]
-            dst_indices[fill[d]] = s
-            fill[d] += 1
 
 
 _LANES = 16

@@ -1,21 +1,22 @@
 """PinSage's importance sampler: random-walk visit counts -> top-T neighbourhoods with weights."""
 from __future__ import annotations
 
-from typing import NamedTuple
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
 
-from typing import TYPE_CHECKING
+from pinsage._arrays import shrink_rows
+from pinsage.sampling._kernels import walk_topk_range
+from pinsage.sampling.blocks import Neighborhoods
 
 if TYPE_CHECKING:
+    from pinsage.config import SamplerConfig
     from pinsage.graph import InteractionGraph
-from concurrent.futures import ThreadPoolExecutor
-import os
 
-from pinsage.sampling._kernels import walk_topk_range
-
-__all__ = ["ImportanceSampler", "SampledNeighborhoods"]
+__all__ = ["ImportanceSampler", "SampledNeighborhoods", "all_neighborhoods", "stream_key"]
 
 
 class SampledNeighborhoods(NamedTuple):
@@ -95,6 +96,16 @@ class ImportanceSampler:
         self.num_threads = max(1, int(num_threads if num_threads is not None else min(os.cpu_count() or 1, 8)))
         self._pool: ThreadPoolExecutor | None = None
 
+    @classmethod
+    def from_config(cls, graph: InteractionGraph, config: SamplerConfig, seed: int = 0) -> "ImportanceSampler":
+        """The sampler a run's ``sampler`` settings describe (:class:`pinsage.config.SamplerConfig`)."""
+        return cls(graph, config.num_walks, config.walk_length, config.restart_prob, config.num_neighbors,
+                   seed=seed)
+
+    def all_neighborhoods(self, chunk: int = 16384, key_base: int = 0) -> Neighborhoods:
+        """Every item's neighbourhood, sampled once: :func:`all_neighborhoods` of this sampler."""
+        return all_neighborhoods(self, chunk=chunk, key_base=key_base)
+
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_pool"] = None  # thread pools do not cross process boundaries (DataLoader workers)
@@ -156,3 +167,28 @@ class ImportanceSampler:
             torch.from_numpy(offsets), torch.from_numpy(indices), torch.from_numpy(weights),
             torch.from_numpy(counts),
         )
+
+
+def all_neighborhoods(sampler: ImportanceSampler, chunk: int = 16384, key_base: int = 0) -> Neighborhoods:
+    """Importance neighbourhoods of every item, sampled once (chunk ``c`` uses key ``key_base + c``).
+
+    Indices are stored as int32 (the catalogue fits): written chunk by chunk into arrays sized for
+    ``num_items * num_neighbors`` entries, then shrunk in place, so the peak is the result's size
+    (graph L: 0.8 GB instead of 2.4 GB for int64 parts plus their concatenation).
+    """
+    n = sampler.graph.num_items
+    cap = n * sampler.num_neighbors
+    index_dtype = np.int32 if n <= np.iinfo(np.int32).max else np.int64
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    indices = np.empty(cap, dtype=index_dtype)
+    weights = np.empty(cap, dtype=np.float32)
+    total = 0
+    for c, lo in enumerate(range(0, n, chunk)):
+        hi = min(n, lo + chunk)
+        nb = sampler(np.arange(lo, hi), key=key_base + c)
+        k = len(nb.indices)
+        indices[total:total + k] = nb.indices.numpy()
+        weights[total:total + k] = nb.weights.numpy()
+        indptr[lo + 1:hi + 1] = nb.offsets.numpy()[1:] + total
+        total += k
+    return Neighborhoods(indptr, shrink_rows(indices, total), shrink_rows(weights, total))

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from pinsage.nn.block import Block, Neighborhoods, build_blocks
+from pinsage.sampling.blocks import Block, Neighborhoods, build_blocks
 from pinsage.train.negatives import HardNegatives
 from pinsage.train.pairs import GroupBalancedDraw
 

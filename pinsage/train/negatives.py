@@ -11,7 +11,7 @@ from pinsage.sampling.importance import ImportanceSampler, stream_key
 
 if TYPE_CHECKING:
     from pinsage.graph import InteractionGraph
-    from pinsage.nn.block import Neighborhoods
+    from pinsage.sampling.blocks import Neighborhoods
 
 __all__ = ["HardNegatives", "curriculum_hard_count", "rank_window", "walk_window_sampler", "HARD_NEGATIVE_METHODS"]
 

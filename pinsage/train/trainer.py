@@ -176,7 +176,11 @@ class Trainer:
     def load_checkpoint(self) -> bool:
         if not self.checkpoint_path.exists():
             return False
-        payload = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        try:  # tensors and plain values only: a checkpoint never runs code on load
+            payload = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises many types on a corrupt or unsafe file
+            raise InputError(f"{self.checkpoint_path}: could not be read as a pinsage checkpoint: "
+                             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
         if payload.get("signature") not in (None, self.signature):
             raise InputError(f"{self.checkpoint_path}: the checkpoint belongs to another run (data, model or "
                              f"config differ: {payload.get('signature')} vs {self.signature}); "
@@ -187,6 +191,14 @@ class Trainer:
         self.state = TrainState(payload["epoch"], payload["step"], payload["history"])
         torch.set_rng_state(payload["torch_rng"].cpu())
         return True
+
+    def release_state(self) -> None:
+        """Free what only training needs (the optimiser's moments: for Adam two tables the size of the
+        parameters), keeping the model and the history."""
+        self.optimizer.state.clear()
+        if isinstance(self.optimizer, DenseSparseAdam):  # its state lives in its parts
+            for part in self.optimizer._parts():
+                part.state.clear()
 
     def _log(self, record: dict) -> None:
         if self.rank != 0:

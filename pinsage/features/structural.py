@@ -1,5 +1,6 @@
 """Structural item features from the interaction graph: a truncated SVD of the degree-normalised
-group x item matrix (the PureSVD item factors), used as node inputs where content is scarce."""
+group x item matrix (the PureSVD item factors), used as node inputs where content is scarce, its
+fold-in for a changed catalogue, and the standardised log degree."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -11,7 +12,9 @@ import scipy.sparse.linalg as spla
 if TYPE_CHECKING:
     from pinsage.graph import InteractionGraph
 
-__all__ = ["spectral_item_features", "LEAN_MIN_ITEMS"]
+from typing import Any
+
+__all__ = ["spectral_item_features", "fold_in_spectral", "log_degree_feature", "LEAN_MIN_ITEMS"]
 
 #: from this many items on, the item factors come from a k x k eigenproblem formed chunk by chunk
 #: instead of scipy's dense SVD of the ``(items, k)`` product (which holds about three float64 copies
@@ -153,3 +156,24 @@ def fold_in_spectral(trained: np.ndarray, known_rows: np.ndarray, indptr: np.nda
     new = ~known
     out[new] = mean[new] / np.maximum(norm[new], 1e-12)
     return out
+
+
+def log_degree_feature(degrees: Any) -> np.ndarray:
+    """The log-degree node feature: ``log1p(degree)`` standardised to mean 0, std 1 over the items.
+
+    ``degrees`` is the items' degree (interaction count) in the graph's item order. Returns float32
+    of shape ``(n, 1)``. When every degree is equal the feature is all zeros.
+    """
+    d = np.asarray(degrees, dtype=np.float64).reshape(-1)
+    if len(d) and (not np.all(np.isfinite(d)) or d.min() < 0):
+        raise ValueError("degrees must be finite and non-negative")
+    x = np.log1p(d)
+    if len(x) == 0:
+        return np.zeros((0, 1), dtype=np.float32)
+    x = x - x.mean()
+    std = x.std()
+    if std > 1e-12:
+        x = x / std
+    else:
+        x = np.zeros_like(x)
+    return x.astype(np.float32).reshape(-1, 1)

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from pinsage._io import InputError, atomic_dir, read_table
-from pinsage.sampling._kernels import fill_transpose
+from pinsage.graph._csr import fill_transpose
 
 __all__ = ["InteractionGraph", "FORMAT_VERSION"]
 

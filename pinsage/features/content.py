@@ -50,8 +50,11 @@ import numpy as np
 import pandas as pd
 
 from pinsage._io import InputError
+from pinsage.ids import comparable as _as_comparable
+from pinsage.ids import py_scalar as _py
+from pinsage.ids import whole_floats_as_int as _normalise_ids
 
-__all__ = ["ItemFeatureEncoder", "check_unknown", "log_degree_feature", "hash_token"]
+__all__ = ["ItemFeatureEncoder", "check_unknown", "hash_token"]
 
 _KINDS = ("numeric", "multi_hot", "categorical", "text")
 _FORMAT = "pinsage.ItemFeatureEncoder"
@@ -67,11 +70,6 @@ _MULTI_HOT_MIN_SHARE = 0.1
 def hash_token(token: str, seed: int = 0) -> int:
     """The unsigned 32-bit CRC-32 of ``token`` (UTF-8) started from ``seed``; stable everywhere."""
     return zlib.crc32(token.encode("utf-8"), seed & 0xFFFFFFFF) & 0xFFFFFFFF
-
-
-def _py(value: Any) -> Any:
-    """numpy scalars as plain Python values, so messages read ``7`` rather than ``np.int64(7)``."""
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def _row(pos: int) -> int:
@@ -150,26 +148,6 @@ def _to_numeric(s: pd.Series, column: Any) -> np.ndarray:
             f"which is not a finite number ({len(inf)} such row(s))"
         )
     return out
-
-
-def _normalise_ids(values: Any) -> np.ndarray:
-    """Ids as a 1-d array; floats that are all whole numbers become int64."""
-    arr = np.asarray(values)
-    if arr.ndim != 1:
-        arr = arr.reshape(-1)
-    if arr.dtype.kind == "f" and len(arr) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-        arr = arr.astype(np.int64)
-    return arr
-
-
-def _as_comparable(keys: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Make the df keys and the graph ids comparable: if one side is numeric and the other is not,
-    compare both as strings (a CSV's ``1`` and the graph's ``"1"`` are the same item)."""
-    kn = keys.dtype.kind in "iufb"
-    inn = ids.dtype.kind in "iufb"
-    if kn != inn:
-        return keys.astype(str).astype(object), ids.astype(str).astype(object)
-    return keys, ids
 
 
 # --------------------------------------------------------------------------------------------
@@ -560,24 +538,3 @@ def check_unknown(df: pd.DataFrame, item_ids: Any, key: str) -> None:
             f"item features: {len(bad)} id(s) in column {key!r} are not items of the interaction graph, "
             f"e.g. {examples}"
         )
-
-
-def log_degree_feature(degrees: Any) -> np.ndarray:
-    """The log-degree node feature: ``log1p(degree)`` standardised to mean 0, std 1 over the items.
-
-    ``degrees`` is the items' degree (interaction count) in the graph's item order. Returns float32
-    of shape ``(n, 1)``. When every degree is equal the feature is all zeros.
-    """
-    d = np.asarray(degrees, dtype=np.float64).reshape(-1)
-    if len(d) and (not np.all(np.isfinite(d)) or d.min() < 0):
-        raise ValueError("degrees must be finite and non-negative")
-    x = np.log1p(d)
-    if len(x) == 0:
-        return np.zeros((0, 1), dtype=np.float32)
-    x = x - x.mean()
-    std = x.std()
-    if std > 1e-12:
-        x = x / std
-    else:
-        x = np.zeros_like(x)
-    return x.astype(np.float32).reshape(-1, 1)
