@@ -103,20 +103,19 @@ def run_demo(n_topics: int | None = None, seed: int = 0, quick: bool = False,
              out: Callable[[str], Any] = print, progress: bool = True, config=None) -> dict[str, Any]:
     """Run the pin-board demo and return its measurements.
 
-    Parameters
-    ----------
-    n_topics : planted topics (default 20; 10 with ``quick``).
-    seed : seeds the generator and the training.
-    quick : a smaller graph and shorter training (about 20 s), for tests.
-    out : where the report lines go (``print`` by default; e.g. a list's ``append``).
-    progress : tqdm progress bars (on stderr) for the long steps.
-    config : a :class:`~pinsage.config.PinSageConfig` to use instead of :func:`demo_config`.
+    Args:
+        n_topics: planted topics (default 20; 10 with ``quick``).
+        seed: seeds the generator and the training.
+        quick: a smaller graph and shorter training (about 20 s), for tests.
+        out: where the report lines go (``print`` by default; e.g. a list's ``append``).
+        progress: tqdm progress bars (on stderr) for the long steps.
+        config: a :class:`~pinsage.config.PinSageConfig` to use instead of :func:`demo_config`.
 
-    Returns
-    -------
-    dict with ``data`` (sizes), ``chance``, ``results`` (one dict per method: ``method``,
-    ``same_topic_at_10``, ``same_topic_at_10_sparse``, ``time_s``), ``queries`` (the printed
-    examples), ``summary`` (the table as text), ``timings`` (PinSage's own) and ``total_s``.
+    Returns:
+        dict with ``data`` (sizes), ``chance``, ``results`` (one dict per method: ``method``,
+            ``same_topic_at_10``, ``same_topic_at_10_sparse``, ``time_s``), ``queries`` (the
+            printed examples), ``summary`` (the table as text), ``timings`` (PinSage's own) and
+            ``total_s``.
     """
     from pinsage.datasets import make_pinboard, pinboard_features_frame
     from pinsage.estimator import PinSageEmbedder

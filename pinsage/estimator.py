@@ -24,9 +24,11 @@ import torch.distributed as dist
 
 from pinsage._io import InputError
 from pinsage.config import PinSageConfig
-from pinsage.features import fit_node_inputs
+from pinsage.features import catalogue_items, catalogue_node_inputs, fit_node_inputs
 from pinsage.graph import InteractionGraph
+from pinsage.ids import rows_of
 from pinsage.inference import embed_all
+from pinsage.new_items import embed_with_new_items
 from pinsage.nn.model import PinSage
 from pinsage.run import RunDir
 from pinsage.sampling import ImportanceSampler
@@ -93,7 +95,8 @@ class PinSageEmbedder:
     _PARAMS = ("config", "device", "progress")
     #: what ``fit`` / ``load`` set; cleared by every ``fit``
     _FITTED = ("config_", "graph_", "item_ids_", "features_", "feature_encoder_", "sampler_", "neighborhoods_",
-               "model_", "trainer_", "history_", "item_embeddings_", "timings_", "run_meta_", "_index")
+               "model_", "trainer_", "history_", "item_embeddings_", "timings_", "run_meta_", "_index",
+               "catalogue_ids_", "catalogue_features_")
 
     def __init__(self, config: PinSageConfig | None = None, device: str | torch.device = "cpu",
                  progress: bool = True) -> None:
@@ -148,7 +151,9 @@ class PinSageEmbedder:
         """Train on ``interactions`` (a DataFrame with the named columns, or a built graph).
 
         ``item_features``: optional DataFrame keyed by ``item_key`` (numeric, multi-hot "a|b",
-        categorical and text columns; see :class:`~pinsage.features.ItemFeatureEncoder`).
+        categorical and text columns; see :class:`~pinsage.features.ItemFeatureEncoder`). It may list
+        items nobody has interacted with yet (a catalogue): they are embedded from their content after
+        training and appended to ``item_embeddings_`` / ``item_ids_`` (``catalogue_ids_`` lists them).
         ``work_dir`` holds the checkpoint and the JSONL log (a temporary directory when None).
         """
         self._reset()
@@ -162,6 +167,7 @@ class PinSageEmbedder:
         self.item_ids_ = graph.item_ids
         self.features_, self.feature_encoder_ = fit_node_inputs(graph, cfg.model, cfg.train.seed, item_features,
                                                                 item_key)
+        self._catalogue(graph, item_features, item_key)
         self.sampler_ = ImportanceSampler.from_config(graph, cfg.sampler, seed=cfg.train.seed)
         t0 = time.perf_counter()
         self.neighborhoods_ = self.sampler_.all_neighborhoods()
@@ -195,10 +201,27 @@ class PinSageEmbedder:
         del data
         self.trainer_.release_state()
         t0 = time.perf_counter()
-        self.item_embeddings_ = self.embed()
+        if len(self.catalogue_ids_):
+            self.item_embeddings_ = embed_with_new_items(self.model_, self.neighborhoods_, self.features_,
+                                                         self.catalogue_features_, device=self.device_)
+            self.item_ids_ = np.concatenate([np.asarray(graph.item_ids), self.catalogue_ids_])
+        else:
+            self.item_embeddings_ = self.embed()
         self.timings_["inference_s"] = time.perf_counter() - t0
         self.timings_["total_s"] = time.perf_counter() - t_start
         return self
+
+    def _catalogue(self, graph: InteractionGraph, item_features: pd.DataFrame | None, item_key: str | None) -> None:
+        """The features table's items without interactions, and their node inputs."""
+        self.catalogue_ids_ = np.asarray(graph.item_ids)[:0]
+        self.catalogue_features_ = None
+        if self.feature_encoder_ is None or item_features is None:
+            return
+        new = catalogue_items(graph, item_features, item_key)
+        if len(new):
+            self.catalogue_ids_ = new
+            self.catalogue_features_ = catalogue_node_inputs(graph, self.config_.model, self.feature_encoder_,
+                                                             item_features, new)
 
     @staticmethod
     def _graph(interactions: pd.DataFrame | InteractionGraph, group_col: str | None, item_col: str | None,
@@ -240,7 +263,8 @@ class PinSageEmbedder:
         self._check_fitted()
         if item_ids is None:
             return self.item_embeddings_
-        return self.item_embeddings_[self.graph_.item_index(item_ids)]
+        return self.item_embeddings_[rows_of(np.atleast_1d(np.asarray(item_ids, dtype=object)), self.item_ids_,
+                                             "transform", "the model's")]
 
     def similar_items(self, item_ids: Any, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Related items by dot product, the model's score (exact search): ``(ids (n, k), scores (n, k))``.
@@ -270,7 +294,9 @@ class PinSageEmbedder:
             run.write_item_features(self.features_)
         if self.feature_encoder_ is not None:
             run.write_feature_encoder(self.feature_encoder_)
-        run.write_meta({"num_items": self.graph_.num_items, "num_groups": self.graph_.num_groups,
+        n_catalogue = len(getattr(self, "catalogue_ids_", ()))
+        run.write_meta({"num_items": len(self.item_ids_), "num_graph_items": self.graph_.num_items,
+                        "num_catalogue_items": n_catalogue, "num_groups": self.graph_.num_groups,
                         "num_edges": self.graph_.num_edges, "timings": getattr(self, "timings_", {}),
                         **(extra or {})})
         return run
@@ -291,4 +317,6 @@ class PinSageEmbedder:
         self.features_ = run.item_features()
         self.feature_encoder_ = run.feature_encoder()
         self.run_meta_ = run.meta()
+        n_graph = self.graph_.num_items
+        self.catalogue_ids_ = self.item_ids_[n_graph:]  # items embedded from content alone come last
         return self

@@ -15,7 +15,7 @@ loop with ``matplotlib.pyplot.close(fig)``.
   writes (``pinsage train`` puts it in the run directory; :class:`~pinsage.PinSageEmbedder` in its
   ``work_dir``).
 * :func:`plot_metric_at_k`: HR@K and NDCG@K against K for one or several methods, from
-  :func:`pinsage.evaluate.evaluate_at_ks`.
+  :func:`pinsage.evaluation.evaluate_at_ks`.
 * :func:`plot_embedding_map`: a t-SNE or PCA map of (a sample of) the item embeddings, coloured
   by a label (a topic, a genre) or a number (log degree).
 """
@@ -115,29 +115,28 @@ def plot_training_curve(log_path_or_records: str | os.PathLike | Iterable[Mappin
                         show_lr: bool = True, title: str | None = "Training") -> "Figure":
     """Loss against optimiser step, with per-epoch means and the data-wait share.
 
-    Parameters
-    ----------
-    log_path_or_records : path, run directory or iterable of dicts
-        ``train_log.jsonl`` as written by training (see :func:`read_training_log`).
-    ax : matplotlib Axes, optional
-        Where to draw the loss. When None, a new figure with two panels is made: the loss (left)
-        and the share of each epoch's wall time spent waiting for the next batch (right; near
-        zero when the producers keep up).
-    wait_ax : matplotlib Axes, optional
-        Where to draw the data-wait bars when ``ax`` is given (otherwise they are left out).
-    show_lr : bool
-        Draw the learning rate (warm-up then decay) on a second y axis of the loss panel.
-    title : str, optional
-        Title of the loss panel.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-
     The loss panel shows the logged step losses (a line), each epoch's mean loss (a marker at
     the epoch's last step), and the epoch boundaries labelled with the number of hard negatives
     per pair of that epoch (the curriculum). A log with only epoch records (``history_``) draws
     the epoch means alone.
+
+    Args:
+        log_path_or_records: ``train_log.jsonl`` as written by training (see
+            :func:`read_training_log`): a path, a run directory or an iterable of dicts.
+        ax: matplotlib Axes where to draw the loss (optional). When None, a new figure with two
+            panels is made: the loss (left) and the share of each epoch's wall time spent waiting
+            for the next batch (right; near zero when the producers keep up).
+        wait_ax: matplotlib Axes where to draw the data-wait bars when ``ax`` is given (optional;
+            otherwise they are left out).
+        show_lr: Draw the learning rate (warm-up then decay) on a second y axis of the loss panel.
+        title: Title of the loss panel (optional).
+
+    Returns:
+        The matplotlib :class:`~matplotlib.figure.Figure`.
+
+    Raises:
+        FileNotFoundError: a path with no ``train_log.jsonl`` (see :func:`read_training_log`).
+        ValueError: the training log holds no step or epoch records, or a line of it is not JSON.
     """
     steps, epochs = read_training_log(log_path_or_records)
     if not steps and not epochs:
@@ -198,24 +197,24 @@ def plot_metric_at_k(results: "pd.DataFrame | Mapping[str, pd.DataFrame]",
                      *, logx: bool = True, title: str | None = None) -> "Figure":
     """HR@K and NDCG@K against K, one line per method.
 
-    Parameters
-    ----------
-    results : DataFrame or mapping of name -> DataFrame
-        Output of :func:`pinsage.evaluate.evaluate_at_ks` (columns ``k`` and the metric names),
-        for one method or several (the mapping's keys label the lines). A single frame with a
-        ``method`` column is split by it.
-    metrics : sequence of str
-        Columns to draw, one panel each (default ``HR`` and ``NDCG``).
-    ax : Axes or sequence of Axes, optional
-        One axes per metric; when None a new figure with ``len(metrics)`` panels is made.
-    logx : bool
-        Logarithmic K axis (K usually spans 1 to 100).
-    title : str, optional
-        Figure title.
+    Args:
+        results: Output of :func:`pinsage.evaluation.evaluate_at_ks` (columns ``k`` and the metric
+            names), a DataFrame or a mapping of name -> DataFrame, for one method or several (the
+            mapping's keys label the lines). A single frame with a ``method`` column is split by
+            it.
+        metrics: Columns to draw (a sequence of str), one panel each (default ``HR`` and
+            ``NDCG``).
+        ax: One axes per metric (an Axes or a sequence of Axes, optional); when None a new figure
+            with ``len(metrics)`` panels is made.
+        logx: Logarithmic K axis (K usually spans 1 to 100).
+        title: Figure title (optional).
 
-    Returns
-    -------
-    matplotlib.figure.Figure
+    Returns:
+        The matplotlib :class:`~matplotlib.figure.Figure`.
+
+    Raises:
+        ValueError: ``results`` is empty, or ``ax`` does not hold one axes per metric.
+        KeyError: a results frame has no column for one of ``metrics``.
 
     Example (not run here; ``split`` from :func:`pinsage.evaluate.leave_last_out`)::
 
@@ -270,35 +269,33 @@ def plot_embedding_map(embeddings: np.ndarray, labels: Sequence[Any] | np.ndarra
                        title: str | None = None, point_size: float | None = None) -> "Figure":
     """A 2-D map of item embeddings by t-SNE or PCA (scikit-learn), coloured by ``labels``.
 
-    Parameters
-    ----------
-    embeddings : (n, d) array
-        Item embeddings (e.g. ``item_embeddings.npy``).
-    labels : (n,) array, optional
-        A colour per item: categories (strings, or at most :data:`MAX_CATEGORIES` distinct
-        integers: a legend) or numbers (a colour bar), e.g. topics or ``log1p(degree)``.
-    method : ``"tsne"`` or ``"pca"``
-        t-SNE (cosine metric, PCA initialisation; inputs wider than 50 are first reduced to 50
-        dimensions by PCA) or a plain 2-component PCA (fast, linear).
-    max_points : int
-        At most this many items are drawn, a uniform random sample (``seed``) when there are more:
-        t-SNE costs O(n log n) per iteration.
-    seed : int
-        Seed of the sample and of t-SNE.
-    ax : Axes, optional
-        Where to draw; a new figure when None.
-    perplexity : float
-        t-SNE perplexity (lowered to ``(n - 1) / 3`` for small samples).
-    label_name : str, optional
-        Legend title or colour-bar label.
-    title : str, optional
-        Axes title (default: the method and the number of points).
-    point_size : float, optional
-        Marker size (default: smaller for more points).
+    Args:
+        embeddings: Item embeddings (e.g. ``item_embeddings.npy``).
+        labels: A colour per item (optional): categories (strings, or at most
+            :data:`MAX_CATEGORIES` distinct integers: a legend) or numbers (a colour bar), e.g.
+            topics or ``log1p(degree)``.
+        method: ``"tsne"`` or ``"pca"``: t-SNE (cosine metric, PCA initialisation; inputs wider
+            than 50 are first reduced to 50 dimensions by PCA) or a plain 2-component PCA (fast,
+            linear).
+        max_points: At most this many items are drawn, a uniform random sample (``seed``) when
+            there are more: t-SNE costs O(n log n) per iteration.
+        seed: Seed of the sample and of t-SNE.
+        ax: Axes where to draw (optional); a new figure when None.
+        perplexity: t-SNE perplexity (lowered to ``(n - 1) / 3`` for small samples).
+        label_name: Legend title or colour-bar label (optional).
+        title: Axes title (default: the method and the number of points).
+        point_size: Marker size (default: smaller for more points).
 
-    Returns
-    -------
-    matplotlib.figure.Figure
+    Returns:
+        The matplotlib :class:`~matplotlib.figure.Figure`.
+
+    Raises:
+        ValueError: ``embeddings`` is not a 2-D array with at least 2 rows, ``method`` is neither
+            ``"tsne"`` nor ``"pca"``, or ``labels`` does not have one entry per embedding.
+
+    Shapes:
+        - **embeddings:** :math:`(n, d)`.
+        - **labels:** :math:`(n,)` *(optional)*.
     """
     x = np.asarray(embeddings, dtype=np.float32)
     if x.ndim != 2 or len(x) < 2:

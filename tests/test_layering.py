@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("pinsage.sampling",),
     ("pinsage.nn",),
     ("pinsage.train",),
-    ("pinsage.inference",),
+    ("pinsage.inference", "pinsage.new_items"),
     ("pinsage.index",),
     ("pinsage.evaluation", "pinsage.evaluate"),
     ("pinsage.plot",),

@@ -623,14 +623,16 @@ def test_cli_refuses_an_existing_run(files, tmp_path, capsys):
     assert np.load(out / "item_embeddings.npy").shape == (100, 64)
 
 
-def test_cli_features_with_unknown_ids(files, tmp_path, capsys):
+def test_cli_features_with_items_without_interactions(files, tmp_path, capsys):
+    # a catalogue lists items nobody has engaged with yet: they are embedded from their content
     feats = tmp_path / "feats.csv"
     feats.write_text("pin,f0\n0,1.0\n1,2.0\n99999,3.0\n")
     out = tmp_path / "run"
-    assert main(train_args(files, "int.csv", out, "--item-features", str(feats), "--item-key", "pin")) == 2
-    msg = one_line_error(capsys)
-    assert "99999" in msg
-    assert not out.exists()
+    assert main(train_args(files, "int.csv", out, "--item-features", str(feats), "--item-key", "pin")) == 0
+    ids = np.load(out / "item_ids.npy", allow_pickle=False)
+    assert ids[-1] == 99999 and ids.dtype.kind == "i"
+    assert json.loads((out / "run.json").read_text())["num_catalogue_items"] == 1
+    assert "1 catalogue items without interactions" in capsys.readouterr().out
 
 
 def test_cli_features_need_item_key(files, tmp_path, capsys):

@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from pinsage.features import rebuild_node_inputs
     from pinsage.graph import InteractionGraph
     from pinsage.inference import embed_all
+    from pinsage.new_items import model_for_catalogue
     from pinsage.nn.model import PinSage
     from pinsage.sampling import ImportanceSampler
 
@@ -102,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
     nb = ImportanceSampler.from_config(graph, cfg.sampler, seed=cfg.train.seed).all_neighborhoods()
     new_ids = np.asarray(graph.item_ids)
     known_rows = positions(new_ids, train_ids)
+    # the run's catalogue items (embedded from content, listed after the graph's items) have no trained
+    # id row or structural input: they count as new here
+    known_rows[known_rows >= int(kwargs["num_items"])] = -1
 
     # ---- node inputs on the new graph, in the training layout (the estimator's own assembly)
     encoder = run.feature_encoder()
@@ -126,14 +130,9 @@ def run(args: argparse.Namespace) -> int:
 
     # ---- the model over the new catalogue: trained id rows for known items, zeros for new ones
     n_new = int((known_rows < 0).sum())
-    model = PinSage.from_config(kwargs, num_items=graph.num_items)
-    if "id_embedding.weight" in state:
-        old = state["id_embedding.weight"]
-        w = torch.zeros((graph.num_items, old.shape[1]), dtype=old.dtype)
-        known = torch.from_numpy(known_rows >= 0)
-        w[known] = old[torch.from_numpy(known_rows[known_rows >= 0])]
-        state["id_embedding.weight"] = w
-    model.load_state_dict(state)
+    trained = PinSage.from_config(kwargs)
+    trained.load_state_dict(state)
+    model = model_for_catalogue(trained, known_rows)
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     try:

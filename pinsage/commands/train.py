@@ -123,13 +123,23 @@ def run(args: argparse.Namespace) -> int:
             write_plots(model, work)
         replace_dir(work, out)
         t = model.timings_
-        print(f"pinsage train: {model.graph_.num_items} items, {model.graph_.num_groups} groups, "
+        n_new = len(model.catalogue_ids_)
+        cold = f" (+ {n_new} catalogue items without interactions, embedded from their content)" if n_new else ""
+        print(f"pinsage train: {model.graph_.num_items} items{cold}, {model.graph_.num_groups} groups, "
               f"{model.graph_.num_edges} edges; trained {cfg.train.epochs} epochs in {t['train_s']:.0f} s "
               f"(total {t['total_s']:.0f} s); wrote {out}")
     if distributed:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return 0
+
+
+def _degrees_of_rows(model) -> "np.ndarray":
+    """Interaction counts in the row order of ``item_embeddings_`` (catalogue items, listed last, have 0)."""
+    import numpy as np
+
+    deg = np.asarray(model.graph_.item_degree)
+    return np.concatenate([deg, np.zeros(len(model.item_embeddings_) - len(deg), dtype=deg.dtype)])
 
 
 def _check_plot_deps() -> None:
@@ -161,7 +171,7 @@ def write_plots(model, run_dir: Path) -> list[Path]:
     figures = {
         "training_curve.png": lambda: plot_training_curve(run_dir / "train_log.jsonl"),
         "embedding_map.png": lambda: plot_embedding_map(
-            model.item_embeddings_, np.log1p(model.graph_.item_degree), method="tsne",
+            model.item_embeddings_, np.log1p(_degrees_of_rows(model)), method="tsne",
             max_points=PLOT_MAX_POINTS, seed=model.config_.train.seed, label_name="log(1 + degree)",
             title=f"Item embeddings, t-SNE ({min(PLOT_MAX_POINTS, len(model.item_embeddings_))} "
                   f"of {len(model.item_embeddings_)} items)"),

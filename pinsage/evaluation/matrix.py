@@ -14,17 +14,20 @@ def interaction_matrix(train: pd.DataFrame, user_col: str, item_col: str,
                        item_ids: np.ndarray | None = None) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
     """Binary user x item matrix of the training interactions.
 
-    Parameters
-    ----------
-    train : DataFrame with ``user_col`` and ``item_col``.
-    item_ids : (n_items,) original ids of the columns; default: the training items, sorted.
-        Rows whose item is not in ``item_ids`` are ignored.
+    Args:
+        train: a DataFrame with ``user_col`` and ``item_col``.
+        user_col: the users' column.
+        item_col: the items' column.
+        item_ids: original ids of the columns; default: the training items, sorted. Rows whose item is
+            not in ``item_ids`` are ignored.
 
-    Returns
-    -------
-    X : CSR float32 (n_users, n_items), X[u, i] = 1 iff u interacted with i (duplicates count once).
-    user_ids : (n_users,) original user ids of the rows, sorted (when comparable).
-    item_ids : (n_items,) original item ids of the columns.
+    Returns:
+        ``(X, user_ids, item_ids)``: ``X`` CSR float32 with ``X[u, i] = 1`` iff u interacted with i
+        (duplicates count once); the users' original ids of the rows, sorted (when comparable); the
+        items' original ids of the columns.
+
+    Shapes:
+        ``item_ids``: ``(n_items,)``; ``X``: ``(n_users, n_items)``; ``user_ids``: ``(n_users,)``.
     """
     items = train[item_col].to_numpy()
     users = train[user_col].to_numpy()

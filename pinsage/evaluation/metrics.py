@@ -49,16 +49,21 @@ def rank_targets(scores: np.ndarray, targets: np.ndarray, exclude_rows: np.ndarr
                  exclude_cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Count higher and tied candidates for each row's target.
 
-    Parameters
-    ----------
-    scores : (B, n) float array; modified in place (excluded entries become NaN).
-    targets : (B,) int64 target column per row.
-    exclude_rows, exclude_cols : (m,) int arrays of (row, column) pairs removed from the candidates.
+    Args:
+        scores: float scores; modified in place (excluded entries become NaN).
+        targets: int64 target column per row.
+        exclude_rows: rows of the (row, column) pairs removed from the candidates.
+        exclude_cols: columns of the (row, column) pairs removed from the candidates.
 
-    Returns
-    -------
-    higher : (B,) int64, number of candidates with score > target score.
-    ties : (B,) int64, number of other candidates with score == target score.
+    Returns:
+        higher: int64, number of candidates with score > target score.
+        ties: int64, number of other candidates with score == target score.
+
+    Shapes:
+        - **scores:** :math:`(B, n)` float.
+        - **targets:** :math:`(B,)` int64.
+        - **exclude_rows, exclude_cols:** :math:`(m,)` int.
+        - **higher, ties:** :math:`(B,)` int64.
     """
     s = scores
     if not np.issubdtype(s.dtype, np.floating):
@@ -125,28 +130,30 @@ def evaluate_scores(score_fn: ScoreFn, split: Split, k: int = 10, batch_size: in
                     item_ids: np.ndarray | None = None, ties: str = "expected") -> dict[str, float]:
     """Evaluate a scorer on ``split.test`` with full-catalogue ranking.
 
-    Parameters
-    ----------
-    score_fn : callable
-        ``score_fn(query_indices)`` with ``query_indices`` an int64 array of shape (B,) returns
-        scores of shape (B, n_items) (higher = more related) over the dense item index.
-    split : Split
-        From :func:`leave_last_out`.
-    k : int
-        Cut-off of HR@k and NDCG@k.
-    batch_size : int
-        Queries per ``score_fn`` call; memory is O(batch_size * n_items).
-    item_ids : array, optional
-        Original item id of each score column, shape (n_items,); default ``split.item_ids``
-        (the training items, sorted). Training rows with items outside it are ignored.
-    ties : str
-        "expected" (default), "optimistic" or "pessimistic"; see the module docstring.
+    Args:
+        score_fn: ``score_fn(query_indices)`` with ``query_indices`` an int64 array of shape (B,)
+            returns scores of shape (B, n_items) (higher = more related) over the dense item index.
+        split: From :func:`leave_last_out`.
+        k: Cut-off of HR@k and NDCG@k.
+        batch_size: Queries per ``score_fn`` call; memory is O(batch_size * n_items).
+        item_ids: Original item id of each score column, shape (n_items,); default
+            ``split.item_ids`` (the training items, sorted). Training rows with items outside it
+            are ignored.
+        ties: "expected" (default), "optimistic" or "pessimistic"; see the module docstring.
 
-    Returns
-    -------
-    dict with ``HR@k``, ``NDCG@k``, ``MRR``, ``MRR_scaled``, ``mean_rank`` (see module docstring),
-    ``n_evaluated`` (test users whose query and target are both in ``item_ids``) and
-    ``n_skipped`` (the other test users).
+    Returns:
+        dict with ``HR@k``, ``NDCG@k``, ``MRR``, ``MRR_scaled``, ``mean_rank`` (see module
+            docstring), ``n_evaluated`` (test users whose query and target are both in
+            ``item_ids``) and ``n_skipped`` (the other test users).
+
+    Raises:
+        ValueError: ``score_fn`` returns scores whose shape is not (B, n_items), or ``ties`` is
+            not one of the three conventions.
+
+    Shapes:
+        - **score_fn input:** :math:`(B,)` int64 query indices.
+        - **score_fn output:** :math:`(B, n_{items})` scores.
+        - **item_ids:** :math:`(n_{items},)` *(optional)*.
     """
     higher, tie_counts, ok = _target_rank_counts(score_fn, split, batch_size, item_ids)
     n_items = len(split.item_ids if item_ids is None else item_ids)

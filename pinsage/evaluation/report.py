@@ -21,16 +21,19 @@ def run_baselines(split: Split, methods: Sequence[str | Scorer] = DEFAULT_METHOD
                   ties: str = "expected") -> pd.DataFrame:
     """Evaluate baselines side by side on one split.
 
-    Parameters
-    ----------
-    methods : names (see :data:`pinsage.evaluation.baselines.BASELINES`) or unfitted Scorer objects.
-    params : optional constructor kwargs per method name, e.g. ``{"ease": {"l2": 200.0}}``.
-    ties : tie convention of :func:`pinsage.evaluation.metrics.evaluate_scores`.
+    Args:
+        split: From :func:`pinsage.evaluation.split.leave_last_out`; every baseline is fitted on
+            ``split.train`` and evaluated on ``split.test``.
+        methods: names (see :data:`pinsage.evaluation.baselines.BASELINES`) or unfitted Scorer
+            objects.
+        k: Cut-off of HR@k and NDCG@k.
+        batch_size: Queries per scoring call (see :func:`pinsage.evaluation.metrics.evaluate_scores`).
+        params: optional constructor kwargs per method name, e.g. ``{"ease": {"l2": 200.0}}``.
+        ties: tie convention of :func:`pinsage.evaluation.metrics.evaluate_scores`.
 
-    Returns
-    -------
-    DataFrame, one row per method: ``method``, ``HR@k``, ``NDCG@k``, ``MRR``, ``MRR_scaled``,
-    ``mean_rank``, ``n_evaluated``, ``n_skipped``, ``fit_s``, ``eval_s``.
+    Returns:
+        DataFrame, one row per method: ``method``, ``HR@k``, ``NDCG@k``, ``MRR``, ``MRR_scaled``,
+            ``mean_rank``, ``n_evaluated``, ``n_skipped``, ``fit_s``, ``eval_s``.
     """
     params = dict(params or {})
     X, _, ids = split.interaction_matrix()

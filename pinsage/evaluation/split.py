@@ -29,18 +29,17 @@ _U, _P, _R = "__ll_user_code", "__ll_file_pos", "__ll_rand_key"
 class Split:
     """Result of :func:`leave_last_out`.
 
-    Attributes
-    ----------
-    train : DataFrame
-        The remaining (deduplicated) interaction rows, original columns, in original file order.
-    test : DataFrame
-        One row per evaluated user: columns ``user``, ``query``, ``target`` (original ids).
-    user_col, item_col, time_col : str | None
-        Column names of ``train``.
-    n_users : int
-        Distinct users in the (deduplicated) input.
-    n_dropped_duplicates : int
-        Rows removed because the ``(user, item)`` pair had been seen already.
+    Attributes:
+        train: The remaining (deduplicated) interaction rows, original columns, in
+            original file order.
+        test: One row per evaluated user: columns ``user``, ``query``, ``target``
+            (original ids).
+        user_col: Column name of ``train`` (user / group).
+        item_col: Column name of ``train`` (item).
+        time_col: Column name of ``train`` (event time), or None.
+        n_users: Distinct users in the (deduplicated) input.
+        n_dropped_duplicates: Rows removed because the ``(user, item)`` pair had been seen
+            already.
     """
 
     train: pd.DataFrame
@@ -140,41 +139,38 @@ def leave_last_out(df: pd.DataFrame, user_col: str, item_col: str, time_col: str
                    seed: int = 0, validation: bool = False) -> Split:
     """Leave-last-out split of an interaction log (the protocol of ``docs/quality.md``).
 
-    Parameters
-    ----------
-    df : DataFrame
-        Interaction log, one row per event; only ``user_col``, ``item_col`` and ``time_col`` are read,
-        every column is kept in ``Split.train``.
-    user_col, item_col : str
-        Group (user / board) and item columns.
-    time_col : str, optional
-        Event time; rows are ordered per user by a stable sort on it (file order breaks ties).
-        Without it each user's distinct items are put in a random order drawn from ``seed``.
-    seed : int
-        Seed of that random order (unused when ``time_col`` is given).
-    validation : bool
-        Build the tuning split instead: every user's test target is removed from the data
-        entirely, then the same rule is applied to what is left, so the test query becomes the
-        validation target and the item before it the validation query (users need >= 4 items).
-        Users with exactly 3 items keep their first two items as training rows; no test target
-        appears anywhere in the validation split.
+    Args:
+        df: Interaction log, one row per event; only ``user_col``, ``item_col`` and
+            ``time_col`` are read, every column is kept in ``Split.train``.
+        user_col: Group (user / board) column.
+        item_col: Item column.
+        time_col: Event time; rows are ordered per user by a stable sort on it
+            (file order breaks ties). Without it each user's distinct items are put in a random
+            order drawn from ``seed``.
+        seed: Seed of that random order (unused when ``time_col`` is given).
+        validation: Build the tuning split instead: every user's test target is removed
+            from the data entirely, then the same rule is applied to what is left, so the test
+            query becomes the validation target and the item before it the validation query
+            (users need >= 4 items). Users with exactly 3 items keep their first two items as
+            training rows; no test target appears anywhere in the validation split.
 
-    Returns
-    -------
-    Split
-        ``train``: remaining rows (original columns, original file order, duplicates dropped);
-        ``test``: columns ``user, query, target`` in original ids, one row per eligible user.
+    Returns:
+        The split: ``train``: remaining rows (original columns, original file order, duplicates
+            dropped); ``test``: columns ``user, query, target`` in original ids, one row per
+            eligible user.
 
-    Examples
-    --------
-    >>> df = pd.DataFrame({"user": ["a", "a", "a", "a", "b", "b"], "item": [1, 2, 3, 4, 1, 2],
-    ...                    "ts": [10, 20, 30, 40, 10, 20]})
-    >>> split = leave_last_out(df, "user", "item", time_col="ts")
-    >>> split.test                  # "b" has fewer than 3 items: it only trains
-      user  query  target
-    0    a      3       4
-    >>> split.train["item"].tolist(), split.item_ids.tolist()
-    ([1, 2, 1, 2], [1, 2])
+    Raises:
+        InputError: ``user_col``, ``item_col`` or ``time_col`` is not a column of ``df``.
+
+    Example:
+        >>> df = pd.DataFrame({"user": ["a", "a", "a", "a", "b", "b"], "item": [1, 2, 3, 4, 1, 2],
+        ...                    "ts": [10, 20, 30, 40, 10, 20]})
+        >>> split = leave_last_out(df, "user", "item", time_col="ts")
+        >>> split.test                  # "b" has fewer than 3 items: it only trains
+          user  query  target
+        0    a      3       4
+        >>> split.train["item"].tolist(), split.item_ids.tolist()
+        ([1, 2, 1, 2], [1, 2])
     """
     d, n_dup = _ordered(df, user_col, item_col, time_col, seed)
     n_users = int(d[_U].nunique())

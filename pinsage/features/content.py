@@ -157,22 +157,23 @@ def _to_numeric(s: pd.Series, column: Any) -> np.ndarray:
 class ItemFeatureEncoder:
     """Encode an item-features table into a dense ``float32`` matrix aligned to the graph's items.
 
-    Parameters
-    ----------
-    key : the column holding the item id.
-    numeric, multi_hot, categorical, text : column lists per kind; when all are None the kinds are
-        inferred (see the module docstring); otherwise only the listed columns are used.
-    exclude : columns never used.
-    sep : the separator of multi-hot values ("Animation|Comedy").
-    max_categories : the vocabulary size of each multi-hot and categorical column (categorical
-        columns add one ``<other>`` column); also an inference threshold.
-    text_dim : hash buckets per text column.
-    ngram_range : (min_n, max_n) word n-grams hashed from text.
-    seed : the CRC-32 start value of text hashing.
+    Args:
+        key: the column holding the item id.
+        numeric: numeric columns. When ``numeric``, ``multi_hot``, ``categorical`` and ``text`` are all
+            None the kinds are inferred (see the module docstring); otherwise only the listed columns are used.
+        multi_hot: multi-hot columns.
+        categorical: categorical columns.
+        text: text columns.
+        exclude: columns never used.
+        sep: the separator of multi-hot values ("Animation|Comedy").
+        max_categories: the vocabulary size of each multi-hot and categorical column (categorical
+            columns add one ``<other>`` column); also an inference threshold.
+        text_dim: hash buckets per text column.
+        ngram_range: ``(min_n, max_n)`` word n-grams hashed from text.
+        seed: the CRC-32 start value of text hashing.
 
-    Attributes
-    ----------
-    columns_ : list of ``(name, kind)``, set by :meth:`fit`; also ``feature_names_`` and ``dim``.
+    Attributes:
+        columns_: list of ``(name, kind)``, set by :meth:`fit`; also ``feature_names_`` and ``dim``.
     """
 
     def __init__(

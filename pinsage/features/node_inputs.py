@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from pinsage.config import ModelConfig
     from pinsage.graph import InteractionGraph
 
-__all__ = ["NodeInputLayout", "node_inputs", "fit_node_inputs", "rebuild_node_inputs"]
+__all__ = ["NodeInputLayout", "node_inputs", "fit_node_inputs", "rebuild_node_inputs", "catalogue_items",
+           "catalogue_node_inputs"]
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,9 @@ def fit_node_inputs(graph: InteractionGraph, settings: ModelConfig, seed: int = 
                     item_key: str | None = None) -> tuple[np.ndarray | None, ItemFeatureEncoder | None]:
     """The training node inputs of ``graph``'s items and the content encoder fitted for them.
 
-    Content when ``item_features`` is given and ``settings.use_features``; ``settings.spectral_dim``
+    Content when ``item_features`` is given and ``settings.use_features`` (the encoder is fitted on every
+    row of the table, catalogue items without interactions included; see :func:`catalogue_items`);
+    ``settings.spectral_dim``
     structural columns (seeded by ``seed``); the log degree when ``settings.log_degree``.
 
     Returns:
@@ -88,7 +91,8 @@ def fit_node_inputs(graph: InteractionGraph, settings: ModelConfig, seed: int = 
     if item_features is not None and settings.use_features:
         if item_key is None:
             raise InputError("item features: item_key (the column holding item ids) is required")
-        check_unknown(item_features, graph.item_ids, item_key)
+        if item_key not in item_features.columns:
+            check_unknown(item_features, graph.item_ids, item_key)  # raises, naming the missing key column
         encoder = ItemFeatureEncoder(key=item_key)
         content, _missing = encoder.fit_transform(item_features, graph.item_ids)
     spectral = spectral_item_features(graph, settings.spectral_dim, seed=seed) if settings.spectral_dim > 0 else None
@@ -125,3 +129,55 @@ def rebuild_node_inputs(graph: InteractionGraph, settings: ModelConfig, encoder:
         spectral = fold_in_spectral(trained, known_rows, neighborhoods.indptr, neighborhoods.indices,
                                     neighborhoods.weights)
     return node_inputs(content, spectral, graph.item_degree if settings.log_degree else None)
+
+
+def catalogue_items(graph: InteractionGraph, item_features: pd.DataFrame, item_key: str) -> np.ndarray:
+    """Ids of the features table that are not items of ``graph`` (a catalogue's items nobody has engaged
+    with yet), in table order, converted to the graph's id type where they differ (``"7"`` -> ``7``).
+
+    Raises:
+        InputError: naming the column and examples of keys that cannot be of the graph's id type, or that
+            are listed twice.
+    """
+    import pandas as pd
+
+    from pinsage.ids import coerce_ids, head, positions
+
+    keys = item_features[item_key]
+    if keys.isna().any():
+        row = int(np.flatnonzero(keys.isna().to_numpy())[0]) + 1
+        raise InputError(f"item features: column {item_key!r} has an empty id in data row {row}")
+    ids = np.asarray(graph.item_ids)
+    values = keys.to_numpy()
+    if (values.dtype.kind in "iufb") != (ids.dtype.kind in "iufb") or values.dtype.kind != ids.dtype.kind:
+        conv, bad = coerce_ids(values, ids)
+        if bad.any():
+            raise InputError(f"item features: column {item_key!r} holds ids that are not of the interactions' "
+                             f"id type ({ids.dtype}), e.g. {head(values[bad])}")
+        values = conv
+    dup = pd.Index(values).duplicated()
+    if dup.any():
+        raise InputError(f"item features: column {item_key!r} lists item(s) {head(pd.unique(values[dup]))} "
+                         "more than once; give one row per item")
+    new = positions(values, ids) < 0
+    out = values[new]
+    return out.astype(ids.dtype) if ids.dtype.kind in "iuf" else out
+
+
+def catalogue_node_inputs(graph: InteractionGraph, settings: ModelConfig, encoder: ItemFeatureEncoder,
+                          item_features: pd.DataFrame, new_ids: np.ndarray) -> np.ndarray:
+    """Node inputs of items without interactions, in the training columns' layout.
+
+    Content from the fitted ``encoder``; zeros for the structural columns (an item with no groups has no
+    spectral factor, as in :func:`fold_in_spectral` without known neighbours); the log degree of 0 on the
+    training items' scale.
+
+    Shapes:
+        ``new_ids``: ``(m,)``; returns ``(m, dim)`` float32.
+    """
+    content, _missing = encoder.transform(item_features, new_ids)
+    spectral = np.zeros((len(new_ids), settings.spectral_dim), dtype=np.float32) if settings.spectral_dim > 0 else None
+    parts = [content] + ([spectral] if spectral is not None else [])
+    if settings.log_degree:
+        parts.append(log_degree_feature(np.zeros(len(new_ids)), reference=graph.item_degree))
+    return np.ascontiguousarray(np.concatenate(parts, 1), dtype=np.float32)

@@ -158,22 +158,24 @@ def fold_in_spectral(trained: np.ndarray, known_rows: np.ndarray, indptr: np.nda
     return out
 
 
-def log_degree_feature(degrees: Any) -> np.ndarray:
+def log_degree_feature(degrees: Any, reference: Any = None) -> np.ndarray:
     """The log-degree node feature: ``log1p(degree)`` standardised to mean 0, std 1 over the items.
 
-    ``degrees`` is the items' degree (interaction count) in the graph's item order. Returns float32
-    of shape ``(n, 1)``. When every degree is equal the feature is all zeros.
+    ``degrees`` is the items' degree (interaction count) in the graph's item order. ``reference``: the
+    degrees whose mean and standard deviation standardise (default ``degrees`` itself), so that items
+    added later (a catalogue's items without interactions, degree 0) are placed on the training scale.
+    Returns float32 of shape ``(n, 1)``. When every reference degree is equal the feature is all zeros.
     """
     d = np.asarray(degrees, dtype=np.float64).reshape(-1)
-    if len(d) and (not np.all(np.isfinite(d)) or d.min() < 0):
-        raise ValueError("degrees must be finite and non-negative")
+    r = d if reference is None else np.asarray(reference, dtype=np.float64).reshape(-1)
+    for arr in (d, r):
+        if len(arr) and (not np.all(np.isfinite(arr)) or arr.min() < 0):
+            raise ValueError("degrees must be finite and non-negative")
     x = np.log1p(d)
     if len(x) == 0:
         return np.zeros((0, 1), dtype=np.float32)
-    x = x - x.mean()
-    std = x.std()
-    if std > 1e-12:
-        x = x / std
-    else:
-        x = np.zeros_like(x)
+    ref = np.log1p(r)
+    mean = ref.mean() if len(ref) else 0.0
+    std = ref.std() if len(ref) else 0.0
+    x = (x - mean) / std if std > 1e-12 else np.zeros_like(x)
     return x.astype(np.float32).reshape(-1, 1)
