@@ -66,6 +66,8 @@ VARIANTS: dict[str, tuple[dict, bool]] = {
     "10 walks, T=3 (DGL example's sampler)": ({"sampler": {"num_walks": 10, "num_neighbors": 3}}, False),
     "no spectral inputs (id embedding only)": ({"model": {"spectral_dim": 0}}, False),
     "max-margin loss (margin 0.1)": ({"train": {"loss": "margin"}}, False),
+    "128-d embeddings": ({"model": {"out_channels": 128}}, False),
+    "20 epochs": ({"train": {"epochs": 20}}, False),
 }
 
 METRICS = ("HR@10", "NDCG@10")
