@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,19 @@ class InputError(ValueError):
     """Bad user input: the message names the file, column, row and what was expected."""
 
 
+def _umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _follow_umask(path: str | os.PathLike, directory: bool = False) -> None:
+    """Give a ``mkstemp`` / ``mkdtemp`` result (0600 / 0700 whatever the umask) the mode an ordinary
+    ``open`` / ``mkdir`` would: 0666 / 0777 less the umask, so a colleague or a serving account can read it."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``.
@@ -29,6 +43,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    _follow_umask(tmp)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
@@ -47,6 +62,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    _follow_umask(tmp, directory=True)
     try:
         yield tmp
         replace_dir(tmp, path)
@@ -55,20 +71,43 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    return False  # e.g. a filesystem without RENAME_EXCHANGE: fall back to two renames
+
+
 def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     """Move the complete directory ``src`` onto ``dst``, replacing any existing ``dst`` whole.
 
-    Two renames: ``dst`` aside, ``src`` into place; the old copy is removed afterwards.
+    Where the system can (Linux), the two directories are exchanged in one atomic step, so there is no
+    moment without ``dst``; elsewhere ``dst`` is first renamed aside under a fresh unique name. The old
+    copy is removed afterwards.
     """
     src, dst = Path(src), Path(dst)
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(dst, old)
+    if not dst.exists():
         os.replace(src, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, dst)
+        return
+    if _exchange(src, dst):
+        shutil.rmtree(src, ignore_errors=True)  # src now holds the old copy
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old.", dir=dst.parent))
+    os.rmdir(old)
+    os.replace(dst, old)
+    os.replace(src, dst)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def save_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> None:

@@ -22,10 +22,13 @@ file                        content
 
 Nothing here unpickles: arrays load with ``allow_pickle=False``, ``model.pt`` with
 ``torch.load(weights_only=True)``, everything else is JSON or YAML. Every write goes through a
-temporary file and a rename. Format notes: ``docs/cli.md``.
+temporary file and a rename. ``run.json`` records the SHA-256 of every other file of the run
+(:meth:`RunDir.record_checksums`); each reader verifies the files it is about to parse and names a
+damaged one before numpy, torch or faiss reads it. Format notes: ``docs/cli.md``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -38,7 +41,7 @@ from pinsage._io import InputError, atomic_path, read_table, save_npy_atomic
 from pinsage.config import PinSageConfig
 from pinsage.ids import lookup_keys
 
-__all__ = ["RunDir", "FILES", "resolve_recorded_path"]
+__all__ = ["RunDir", "FILES", "resolve_recorded_path", "savable_ids"]
 
 #: the file names of a run directory, by role
 FILES = {
@@ -46,6 +49,8 @@ FILES = {
     "meta": "run.json", "graph": "graph", "neighborhoods": "neighborhoods.npz", "features": "item_features.npy",
     "encoder": "feature_encoder.json", "log": "train_log.jsonl", "checkpoint": "checkpoint.pt", "index": "index",
 }
+#: the run.json key of the recorded checksums: {path relative to the run: sha256 hex}
+CHECKSUMS = "checksums"
 #: files whose presence marks a directory as holding a run
 RUN_MARKERS = ("item_embeddings.npy", "config.yaml", "model.pt", "run.json")
 _HINT = "give a run directory written by `pinsage train --out`"
@@ -64,7 +69,15 @@ def resolve_recorded_path(path: str | None, run: Path) -> Path | None:
     return None
 
 
-def _savable_ids(ids: np.ndarray) -> np.ndarray:
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def savable_ids(ids: np.ndarray) -> np.ndarray:
     """Ids as an array ``np.save`` writes without pickling: numbers as they are, strings (or mixed
     objects) as fixed-width unicode."""
     arr = np.asarray(ids)
@@ -119,6 +132,43 @@ class RunDir:
     def holds_run(self) -> bool:
         return any((self.path / m).exists() for m in RUN_MARKERS)
 
+    # -------------------------------------------------------------------------------- integrity
+    def _files(self) -> list[Path]:
+        """Every file of the run but ``run.json``, in sorted order (hidden temporary files left out)."""
+        meta = self.file("meta")
+        return sorted(p for p in self.path.rglob("*")
+                      if p.is_file() and p != meta and not any(part.startswith(".") for part in
+                                                               p.relative_to(self.path).parts))
+
+    def record_checksums(self) -> dict[str, str]:
+        """Write the SHA-256 of every file of the run into ``run.json`` (replacing earlier ones)."""
+        sums = {p.relative_to(self.path).as_posix(): _sha256(p) for p in self._files()}
+        meta = self.meta()
+        meta[CHECKSUMS] = sums
+        self.write_meta(meta)
+        return sums
+
+    def verify(self, role: str) -> None:
+        """Check the file (or the files under the directory) of ``role`` against ``run.json``'s checksums.
+
+        A run without recorded checksums (written before they existed) passes. Raises
+        :class:`~pinsage.InputError` naming a file that is damaged or missing.
+        """
+        sums = self.meta().get(CHECKSUMS)
+        if not isinstance(sums, dict):
+            return
+        name = FILES[role]
+        listed = {rel: h for rel, h in sums.items() if rel == name or rel.startswith(name + "/")}
+        for rel, expected in sorted(listed.items()):
+            p = (self.path / rel).resolve()
+            if not p.is_relative_to(self.path.resolve()):
+                raise InputError(f"{self.path / 'run.json'}: checksum entry {rel!r} points outside the run")
+            if not p.is_file():
+                raise InputError(f"{self.path / rel}: missing (run.json lists it); the run is incomplete")
+            if _sha256(p) != expected:
+                raise InputError(f"{self.path / rel}: damaged (its SHA-256 differs from the one run.json "
+                                 "recorded); retrain or copy the run again")
+
     # ---------------------------------------------------------------------------------- metadata
     def meta(self) -> dict[str, Any]:
         """``run.json`` as a dict (empty when absent)."""
@@ -147,6 +197,7 @@ class RunDir:
 
     # ---------------------------------------------------------------------- embeddings and ids
     def ids(self) -> np.ndarray:
+        self.verify("ids")
         try:
             return np.load(self.file("ids"), allow_pickle=False)
         except (OSError, ValueError) as exc:
@@ -154,6 +205,7 @@ class RunDir:
 
     def embeddings_and_ids(self) -> tuple[np.ndarray, np.ndarray]:
         """``(item_embeddings (n, d) float32, item_ids (n,))``; InputError when unreadable or inconsistent."""
+        self.verify("embeddings")
         try:
             emb = np.load(self.file("embeddings"), allow_pickle=False)
         except (OSError, ValueError) as exc:
@@ -166,7 +218,7 @@ class RunDir:
 
     def write_embeddings(self, embeddings: np.ndarray, ids: np.ndarray) -> None:
         save_npy_atomic(self.file("embeddings"), np.asarray(embeddings, dtype=np.float32))
-        save_npy_atomic(self.file("ids"), _savable_ids(ids))
+        save_npy_atomic(self.file("ids"), savable_ids(ids))
 
     # -------------------------------------------------------------------------------- the model
     def model_config_and_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -174,6 +226,7 @@ class RunDir:
         import torch
 
         p = self.file("model")
+        self.verify("model")
         try:
             ckpt = torch.load(p, map_location="cpu", weights_only=True)
             kwargs, state = dict(ckpt["kwargs"]), dict(ckpt["state_dict"])
@@ -204,6 +257,7 @@ class RunDir:
     def graph(self):
         from pinsage.graph import InteractionGraph
 
+        self.verify("graph")
         return InteractionGraph.load(self.file("graph"))
 
     def write_graph(self, graph) -> None:
@@ -213,6 +267,7 @@ class RunDir:
         from pinsage.sampling.blocks import Neighborhoods
 
         p = self.file("neighborhoods")
+        self.verify("neighborhoods")
         try:
             with np.load(p, allow_pickle=False) as z:
                 return Neighborhoods(z["indptr"], z["indices"], z["weights"])
@@ -229,6 +284,7 @@ class RunDir:
         p = self.file("features")
         if not p.exists():
             return None
+        self.verify("features")
         try:
             return np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False)
         except (OSError, ValueError) as exc:
@@ -244,6 +300,7 @@ class RunDir:
         p = self.file("encoder")
         if not p.is_file():
             return None
+        self.verify("encoder")
         try:
             return ItemFeatureEncoder.from_dict(json.loads(p.read_text(encoding="utf-8")))
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -264,6 +321,7 @@ class RunDir:
             embeddings, ids = self.embeddings_and_ids()
         path = self.file("index")
         if path.is_dir():
+            self.verify("index")
             index = ItemIndex.load(path)
             same = len(index) == len(ids) and index.dim == embeddings.shape[1]
             if same:
@@ -279,7 +337,10 @@ class RunDir:
         return ItemIndex.build(embeddings, ids, kind="exact")
 
     def write_index(self, index) -> Path:
-        return index.save(self.file("index"))
+        """Save ``index`` into ``index/`` and record the run's checksums anew."""
+        out = index.save(self.file("index"))
+        self.record_checksums()
+        return out
 
     # ------------------------------------------------------------------------------- titles
     def titles(self, ids: np.ndarray, meta: dict[str, Any] | None = None) -> np.ndarray | None:

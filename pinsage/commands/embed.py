@@ -34,7 +34,7 @@ import pandas as pd
 
 from pinsage._io import InputError, read_table, save_npy_atomic
 from pinsage.ids import positions
-from pinsage.run import RunDir
+from pinsage.run import RunDir, savable_ids
 
 #: what a run must hold to embed a new graph
 REQUIRED = ("ids", "config", "model")
@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     z = embed_all(model, nb, features, device=device).cpu().numpy().astype(np.float32)
 
     save_npy_atomic(out, z)
-    save_npy_atomic(ids_out, new_ids)
+    save_npy_atomic(ids_out, savable_ids(new_ids))
     print(f"pinsage embed: {graph.num_items} items ({n_new} not in the run's training catalogue), "
           f"{graph.num_groups} groups, {graph.num_edges} edges; wrote {out} {z.shape} and {ids_out}")
     return 0

@@ -121,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         })
         if getattr(args, "plots", False):
             write_plots(model, work)
+        RunDir(work).record_checksums()
         replace_dir(work, out)
         t = model.timings_
         n_new = len(model.catalogue_ids_)
