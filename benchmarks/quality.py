@@ -68,6 +68,8 @@ VARIANTS: dict[str, tuple[dict, bool]] = {
     "max-margin loss (margin 0.1)": ({"train": {"loss": "margin"}}, False),
     "128-d embeddings": ({"model": {"out_channels": 128}}, False),
     "20 epochs": ({"train": {"epochs": 20}}, False),
+    "walk pairs": ({"train": {"pair_source": "walks"}}, False),
+    "walk pairs, 5 per edge": ({"train": {"pair_source": "walks", "pair_window": 10}}, False),
 }
 
 METRICS = ("HR@10", "NDCG@10")

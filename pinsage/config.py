@@ -68,6 +68,7 @@ class TrainConfig:
     hard_rank_max: tuple[int, int] = (2000, 5000)  #: ...and at most these (the paper's window)
     hard_negative_method: str = "auto"  #: auto | table (walk-estimated windows, precomputed) | closure (per batch; auto above 200k items)
     pair_window: int = 3             #: with time: pair items at most this many steps apart in a history
+    pair_source: str = "groups"      #: groups (items engaged together) | walks (each edge's item with a draw from its importance neighbourhood)
     group_balance: float = 1.0       #: draw a group's pairs with probability ~ (its pair count)^-this: 0 every pair alike, 1 every group alike
     pairs_per_epoch: int = 200_000   #: positive pairs sampled per epoch (0: all pairs once)
     pairs_per_edge: float = 5.0      #: ...but at most this many per training edge, so small graphs train in seconds (0: no cap)
@@ -158,7 +159,8 @@ class PinSageConfig:
 
 #: allowed values of the string settings
 CHOICES = {"aggr": ("importance", "mean", "max", "sum"), "loss": ("margin", "softmax"),
-           "amp": ("auto", "bf16", "off"), "hard_negative_method": ("auto", "table", "closure")}
+           "amp": ("auto", "bf16", "off"), "hard_negative_method": ("auto", "table", "closure"),
+           "pair_source": ("groups", "walks")}
 
 
 def _is_number(v: Any) -> bool:

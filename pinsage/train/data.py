@@ -11,7 +11,7 @@ from pinsage._io import InputError
 from pinsage.config import TrainConfig
 from pinsage.train.loader import PairBatchDataset
 from pinsage.train.negatives import HardNegatives, curriculum_hard_count, rank_window
-from pinsage.train.pairs import GroupBalancedDraw, positive_pairs
+from pinsage.train.pairs import GroupBalancedDraw, positive_pairs, walk_pairs
 
 if TYPE_CHECKING:
     from pinsage.graph import InteractionGraph
@@ -51,12 +51,19 @@ class TrainingData:
         a group), drawn from ``rng``; hard negatives from PPR rank windows when the curriculum needs them."""
         pair_dtype = np.int32 if graph.num_items <= np.iinfo(np.int32).max else np.int64
         balanced_draw = None
-        if config.group_balance > 0:
-            pairs, pair_groups = positive_pairs(graph, config.pair_window, rng, return_groups=True, dtype=pair_dtype)
+        balanced = config.group_balance > 0
+        if config.pair_source == "walks":
+            nb = neighborhoods
+            made = walk_pairs(graph, nb.indptr, nb.indices, nb.weights, rng, per_edge=max(1, config.pair_window // 2),
+                              return_groups=balanced, dtype=pair_dtype)
+        else:
+            made = positive_pairs(graph, config.pair_window, rng, return_groups=balanced, dtype=pair_dtype)
+        if balanced:
+            pairs, pair_groups = made
             balanced_draw = GroupBalancedDraw(pair_groups, config.group_balance)
             del pair_groups
         else:
-            pairs = positive_pairs(graph, config.pair_window, rng, dtype=pair_dtype)
+            pairs = made
         if len(pairs) == 0:
             raise InputError(f"{source}: no positive pairs: every group holds a single item")
         hard = None
