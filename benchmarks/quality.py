@@ -69,6 +69,11 @@ VARIANTS: dict[str, tuple[dict, bool]] = {
     "128-d embeddings": ({"model": {"out_channels": 128}}, False),
     "20 epochs": ({"train": {"epochs": 20}}, False),
     "walk pairs": ({"train": {"pair_source": "walks"}}, False),
+    "2000 walks of 4 steps": ({"sampler": {"num_walks": 2000, "walk_length": 4, "restart_prob": 0.0}}, False),
+    "2000 walks of 4 steps, walk pairs": (
+        {"sampler": {"num_walks": 2000, "walk_length": 4, "restart_prob": 0.0}, "train": {"pair_source": "walks"}},
+        False),
+    "1000 walks": ({"sampler": {"num_walks": 1000}}, False),
     "walk pairs, 5 per edge": ({"train": {"pair_source": "walks", "pair_window": 10}}, False),
 }
 
