@@ -74,6 +74,9 @@ VARIANTS: dict[str, tuple[dict, bool]] = {
         {"sampler": {"num_walks": 2000, "walk_length": 4, "restart_prob": 0.0}, "train": {"pair_source": "walks"}},
         False),
     "1000 walks": ({"sampler": {"num_walks": 1000}}, False),
+    "exact neighbourhoods": ({"sampler": {"method": "exact"}}, False),
+    "exact neighbourhoods, 4 steps": ({"sampler": {"method": "exact", "walk_length": 4, "restart_prob": 0.0}}, False),
+    "exact neighbourhoods, walk pairs": ({"sampler": {"method": "exact"}, "train": {"pair_source": "walks"}}, False),
     "walk pairs, 5 per edge": ({"train": {"pair_source": "walks", "pair_window": 10}}, False),
 }
 

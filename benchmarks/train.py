@@ -10,7 +10,7 @@ setting. Three things are swapped out, so that a setting costs only its training
 the content features are random stand-ins of the default input width (``--feature-dim``, default
 ``spectral_dim + 1``: the truncated-SVD columns plus the log degree; the per-step cost depends only on
 the width), the importance neighbourhoods are computed once per graph and reused (the estimator's
-``ImportanceSampler.all_neighborhoods`` and the node inputs are patched to return them), and the final full-graph embedding is skipped
+the neighbourhoods and the node inputs are patched to return them), and the final full-graph embedding is skipped
 (``benchmarks/inference.py`` measures it). The trainer's own JSONL log gives the figures: it records
 the cumulative data-wait and compute seconds every ``log_every`` steps, so the measured window is
 the last epoch's steps after its first ``--warmup-steps`` (worker start-up excluded). torch uses
@@ -118,7 +118,7 @@ def run_setting(data: dict, cfg: PinSageConfig, workers: int, warmup: int, steps
     torch.set_num_threads(n_threads)
     try:
         with tempfile.TemporaryDirectory(prefix="pinsage-bench-") as work, \
-                mock.patch.object(ImportanceSampler, "all_neighborhoods", lambda *a, **k: data["nb"]), \
+                mock.patch.object(estimator_module, "importance_neighborhoods", lambda *a, **k: data["nb"]), \
                 mock.patch.object(estimator_module, "fit_node_inputs", lambda *a, **k: (data["features"], None)):
             est = _BenchEmbedder(run_cfg, device)
             t0 = time.perf_counter()

@@ -44,6 +44,7 @@ class SamplerConfig:
     restart_prob: float = 0.5
     num_neighbors: int = 50          #: T, the top-T neighbourhood size (the paper's 50)
     resample_every_epoch: bool = False  #: draw fresh neighbourhoods each epoch (else fixed ones)
+    method: str = "walks"            #: walks (Monte Carlo visit counts) | exact (expected visit counts; small catalogues) | auto (exact up to 200k items)
 
 
 @dataclass
@@ -160,7 +161,7 @@ class PinSageConfig:
 #: allowed values of the string settings
 CHOICES = {"aggr": ("importance", "mean", "max", "sum"), "loss": ("margin", "softmax"),
            "amp": ("auto", "bf16", "off"), "hard_negative_method": ("auto", "table", "closure"),
-           "pair_source": ("groups", "walks")}
+           "pair_source": ("groups", "walks"), "method": ("walks", "exact", "auto")}
 
 
 def _is_number(v: Any) -> bool:

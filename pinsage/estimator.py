@@ -31,7 +31,7 @@ from pinsage.inference import embed_all
 from pinsage.new_items import embed_with_new_items
 from pinsage.nn.model import PinSage
 from pinsage.run import RunDir
-from pinsage.sampling import ImportanceSampler
+from pinsage.sampling import ImportanceSampler, importance_neighborhoods
 from pinsage.train.data import TrainingData
 from pinsage.train.loader import make_loader
 from pinsage.train.negatives import curriculum_hard_count
@@ -170,7 +170,7 @@ class PinSageEmbedder:
         self._catalogue(graph, item_features, item_key)
         self.sampler_ = ImportanceSampler.from_config(graph, cfg.sampler, seed=cfg.train.seed)
         t0 = time.perf_counter()
-        self.neighborhoods_ = self.sampler_.all_neighborhoods()
+        self.neighborhoods_ = importance_neighborhoods(graph, cfg.sampler, seed=cfg.train.seed)
         self.timings_ = {"neighborhoods_s": time.perf_counter() - t0}
         t0 = time.perf_counter()
         data = TrainingData.build(graph, cfg.train, rng, self.neighborhoods_, source)

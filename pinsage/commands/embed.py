@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from pinsage.inference import embed_all
     from pinsage.new_items import model_for_catalogue
     from pinsage.nn.model import PinSage
-    from pinsage.sampling import ImportanceSampler
+    from pinsage.sampling import importance_neighborhoods
 
     run = RunDir.open(args.run, require=REQUIRED)
     run_dir = run.path
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     train_ids = run.ids()
 
     # ---- neighbourhoods on the new graph, as in training (same settings and seed)
-    nb = ImportanceSampler.from_config(graph, cfg.sampler, seed=cfg.train.seed).all_neighborhoods()
+    nb = importance_neighborhoods(graph, cfg.sampler, seed=cfg.train.seed)
     new_ids = np.asarray(graph.item_ids)
     known_rows = positions(new_ids, train_ids)
     # the run's catalogue items (embedded from content, listed after the graph's items) have no trained

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from pinsage.config import SamplerConfig
     from pinsage.graph import InteractionGraph
 
-__all__ = ["ImportanceSampler", "SampledNeighborhoods", "all_neighborhoods", "stream_key"]
+__all__ = ["ImportanceSampler", "SampledNeighborhoods", "all_neighborhoods", "importance_neighborhoods",
+           "stream_key"]
 
 
 class SampledNeighborhoods(NamedTuple):
@@ -192,3 +193,19 @@ def all_neighborhoods(sampler: ImportanceSampler, chunk: int = 16384, key_base: 
         indptr[lo + 1:hi + 1] = nb.offsets.numpy()[1:] + total
         total += k
     return Neighborhoods(indptr, shrink_rows(indices, total), shrink_rows(weights, total))
+
+
+def importance_neighborhoods(graph: InteractionGraph, config: SamplerConfig, seed: int = 0,
+                             key_base: int = 0) -> Neighborhoods:
+    """Every item's importance neighbourhood as a run's ``sampler`` settings ask: Monte Carlo walk counts
+    (``method: walks``, :func:`all_neighborhoods`), their exact expectation (``method: exact``,
+    :func:`pinsage.sampling.exact.exact_neighborhoods`), or ``auto``: exact up to
+    :data:`~pinsage.sampling.exact.EXACT_MAX_ITEMS` items, walks above."""
+    from pinsage.sampling.exact import EXACT_MAX_ITEMS, exact_neighborhoods
+
+    method = config.method
+    if method == "auto":
+        method = "exact" if graph.num_items <= EXACT_MAX_ITEMS else "walks"
+    if method == "exact":
+        return exact_neighborhoods(graph, config.walk_length, config.restart_prob, config.num_neighbors)
+    return ImportanceSampler.from_config(graph, config, seed=seed).all_neighborhoods(key_base=key_base)
