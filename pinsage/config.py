@@ -69,6 +69,7 @@ class TrainConfig:
     hard_rank_max: tuple[int, int] = (2000, 5000)  #: ...and at most these (the paper's window)
     hard_negative_method: str = "auto"  #: auto | table (walk-estimated windows, precomputed) | closure (per batch; auto above 200k items)
     pair_window: int = 3             #: with time: pair items at most this many steps apart in a history
+    group_partners: int = 0          #: without time: random co-members paired with each edge's item (0: max(1, pair_window // 2))
     pair_source: str = "groups"      #: groups (items engaged together) | walks (each edge's item with a draw from its importance neighbourhood)
     group_balance: float = 1.0       #: draw a group's pairs with probability ~ (its pair count)^-this: 0 every pair alike, 1 every group alike
     pairs_per_epoch: int = 200_000   #: positive pairs sampled per epoch (0: all pairs once)
@@ -211,6 +212,7 @@ def _validate_ranges(cfg: "PinSageConfig", source: str) -> None:
         ("train.pairs_per_epoch", t.pairs_per_epoch >= 0, ">= 0"),
         ("train.pairs_per_edge", t.pairs_per_edge >= 0 and t.pairs_per_edge < float("inf"), ">= 0 and finite"), ("train.pair_window", t.pair_window >= 1, ">= 1"),
         ("train.group_balance", 0.0 <= t.group_balance <= 1.0, "in [0, 1]"),
+        ("train.group_partners", 0 <= t.group_partners <= 1000, "in [0, 1000]"),
         ("train.hard_rank_window", 0 <= t.hard_rank_window[0] < t.hard_rank_window[1] <= 1,
          "two fractions 0 <= lo < hi <= 1"),
         ("train.num_workers", t.num_workers >= -1, ">= -1"),

@@ -57,7 +57,8 @@ class TrainingData:
             made = walk_pairs(graph, nb.indptr, nb.indices, nb.weights, rng, per_edge=max(1, config.pair_window // 2),
                               return_groups=balanced, dtype=pair_dtype)
         else:
-            made = positive_pairs(graph, config.pair_window, rng, return_groups=balanced, dtype=pair_dtype)
+            made = positive_pairs(graph, config.pair_window, rng, return_groups=balanced, dtype=pair_dtype,
+                                  partners=config.group_partners)
         if balanced:
             pairs, pair_groups = made
             balanced_draw = GroupBalancedDraw(pair_groups, config.group_balance)

@@ -122,12 +122,15 @@ def walk_pairs(graph: "InteractionGraph", indptr: np.ndarray, indices: np.ndarra
 
 
 def positive_pairs(graph: "InteractionGraph", window: int, rng: np.random.Generator,
-                   return_groups: bool = False, dtype: type = np.int64) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Time-window pairs where the graph has time, else co-group pairs (see those two). ``dtype``:
-    of the pairs (int32 halves them: graph L has 179M co-group pairs, 2.9 GB as int64)."""
+                   return_groups: bool = False, dtype: type = np.int64,
+                   partners: int = 0) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Time-window pairs where the graph has time, else co-group pairs (see those two) with ``partners``
+    per edge (0: ``max(1, window // 2)``). ``dtype``: of the pairs (int32 halves them: graph L has 179M
+    co-group pairs, 2.9 GB as int64)."""
     if graph.edge_time is not None:
         return time_window_pairs(graph, window, return_groups=return_groups, dtype=dtype)
-    return co_group_pairs(graph, rng, per_edge=max(1, window // 2), return_groups=return_groups, dtype=dtype)
+    per_edge = partners if partners > 0 else max(1, window // 2)
+    return co_group_pairs(graph, rng, per_edge=per_edge, return_groups=return_groups, dtype=dtype)
 
 
 class GroupBalancedDraw:
