@@ -105,3 +105,22 @@ def test_string_ids_are_saved_without_pickle(run_dir):
     _, out = run_dir
     ids = np.load(out / "item_ids.npy", allow_pickle=False)
     assert ids.dtype.kind == "U" and ids[0].startswith("pin_")
+
+
+def test_an_unexpected_error_is_one_line_with_exit_status_1(monkeypatch, tmp_path, capsys):
+    import pinsage.commands.index as index_command
+
+    def boom(args):
+        raise RuntimeError("something broke\nsecond line")
+
+    monkeypatch.setattr(index_command, "run", boom)
+    from pinsage.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["index", "--run", str(tmp_path)])
+    assert args.func is boom
+    assert main(["index", "--run", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "internal error: RuntimeError: something broke" in err[0] and "--debug" in err[0]
+    with pytest.raises(RuntimeError):
+        main(["--debug", "index", "--run", str(tmp_path)])
