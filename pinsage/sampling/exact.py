@@ -9,7 +9,7 @@ r"""Importance neighbourhoods from the exact expected visit counts of the walks,
 (:math:`A` the group x item adjacency, :math:`L` the walk length, :math:`r` the restart probability)
 and keeps the top-T items. With a few hundred walks the estimate is noisy past the first few items
 (many candidates are visited once, and ties are broken by index). For a catalogue of up to some
-hundred thousand items the expectation itself is cheap: :math:`L` sparse products per block of seeds,
+hundred thousand items (:func:`exact_is_affordable`) the expectation itself is cheap: :math:`L` sparse products per block of seeds,
 no N x N matrix. :func:`exact_neighborhoods` computes it and keeps the top-T, so the neighbourhoods
 (and the weights the convolution pools with) carry no sampling noise.
 """
@@ -26,10 +26,17 @@ from pinsage.sampling.blocks import Neighborhoods
 if TYPE_CHECKING:
     from pinsage.graph import InteractionGraph
 
-__all__ = ["exact_neighborhoods", "EXACT_MAX_ITEMS"]
+__all__ = ["exact_neighborhoods", "exact_is_affordable", "EXACT_MAX_WORK"]
 
-#: ``sampler.method: auto`` uses the exact expectation up to this many items (Monte Carlo walks above)
-EXACT_MAX_ITEMS = 200_000
+#: ``sampler.method: auto`` uses the exact expectation while ``num_items * num_edges`` stays under this:
+#: the cost is about ``2 * walk_length * num_items * num_edges`` multiply-adds (Gowalla-3k's 35k items
+#: and 179k edges, 6.3e9: about a minute on 2 cores); Monte Carlo walks above
+EXACT_MAX_WORK = 1e10
+
+
+def exact_is_affordable(num_items: int, num_edges: int) -> bool:
+    """Whether ``sampler.method: auto`` computes the exact neighbourhoods for a graph of this size."""
+    return float(num_items) * float(num_edges) <= EXACT_MAX_WORK
 
 
 def _transitions(graph: InteractionGraph) -> tuple[sp.csr_matrix, sp.csr_matrix]:
@@ -44,7 +51,7 @@ def _transitions(graph: InteractionGraph) -> tuple[sp.csr_matrix, sp.csr_matrix]
 
 
 def exact_neighborhoods(graph: InteractionGraph, walk_length: int = 3, restart_prob: float = 0.5,
-                        num_neighbors: int = 50, block: int = 512) -> Neighborhoods:
+                        num_neighbors: int = 50, block: int | None = None) -> Neighborhoods:
     """Every item's top-``num_neighbors`` items by exact expected walk visits (the item itself excluded).
 
     Args:
@@ -53,13 +60,16 @@ def exact_neighborhoods(graph: InteractionGraph, walk_length: int = 3, restart_p
         restart_prob: probability that a walk ends after each hop, :math:`r`.
         num_neighbors: T, the neighbourhood size; items reached by no walk are left out, so a row may
             be shorter.
-        block: seeds per block (memory ``O(block * num_items)`` float32).
+        block: seeds per block (memory: two ``(num_items, block)`` float32 arrays); default: as many as
+            keep them under 64 MB each, at most 512.
 
     Returns:
         :class:`~pinsage.Neighborhoods` with int32 indices (int64 above 2**31 items), rows ordered by
         decreasing expected visits (ties: smaller index), weights normalised to sum to 1 per row.
     """
     n = graph.num_items
+    if block is None:
+        block = int(max(8, min(512, (1 << 24) // max(n, 1))))
     to_group, to_item = _transitions(graph)
     group_t, item_t = to_group.T.tocsr(), to_item.T.tocsr()  # column-vector products: v <- P^T v
     T = int(num_neighbors)

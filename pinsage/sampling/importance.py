@@ -199,13 +199,13 @@ def importance_neighborhoods(graph: InteractionGraph, config: SamplerConfig, see
                              key_base: int = 0) -> Neighborhoods:
     """Every item's importance neighbourhood as a run's ``sampler`` settings ask: Monte Carlo walk counts
     (``method: walks``, :func:`all_neighborhoods`), their exact expectation (``method: exact``,
-    :func:`pinsage.sampling.exact.exact_neighborhoods`), or ``auto``: exact up to
-    :data:`~pinsage.sampling.exact.EXACT_MAX_ITEMS` items, walks above."""
-    from pinsage.sampling.exact import EXACT_MAX_ITEMS, exact_neighborhoods
+    :func:`pinsage.sampling.exact.exact_neighborhoods`), or ``auto``: exact while
+    :func:`~pinsage.sampling.exact.exact_is_affordable` (about a minute on 2 cores), walks above."""
+    from pinsage.sampling.exact import exact_is_affordable, exact_neighborhoods
 
     method = config.method
     if method == "auto":
-        method = "exact" if graph.num_items <= EXACT_MAX_ITEMS else "walks"
+        method = "exact" if exact_is_affordable(graph.num_items, graph.num_edges) else "walks"
     if method == "exact":
         return exact_neighborhoods(graph, config.walk_length, config.restart_prob, config.num_neighbors)
     return ImportanceSampler.from_config(graph, config, seed=seed).all_neighborhoods(key_base=key_base)
