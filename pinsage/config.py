@@ -44,7 +44,7 @@ class SamplerConfig:
     restart_prob: float = 0.5
     num_neighbors: int = 50          #: T, the top-T neighbourhood size (the paper's 50)
     resample_every_epoch: bool = False  #: draw fresh neighbourhoods each epoch (else fixed ones)
-    method: str = "walks"            #: walks (Monte Carlo visit counts) | exact (expected visit counts) | auto (exact while items x edges <= 1e10)
+    method: str = "auto"             #: walks (Monte Carlo visit counts) | exact (expected visit counts) | auto (exact while items x edges <= 1e10; chosen on validation, docs/quality.md)
 
 
 @dataclass
