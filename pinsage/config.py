@@ -69,7 +69,7 @@ class TrainConfig:
     hard_rank_max: tuple[int, int] = (2000, 5000)  #: ...and at most these (the paper's window)
     hard_negative_method: str = "auto"  #: auto | table (walk-estimated windows, precomputed) | closure (per batch; auto above 200k items)
     pair_window: int = 3             #: with time: pair items at most this many steps apart in a history
-    group_partners: int = 0          #: without time: random co-members paired with each edge's item (0: max(1, pair_window // 2))
+    group_partners: int = 0          #: without time: random co-members paired with each edge's item (0: auto, 10 while that makes at most 20M pairs; chosen on validation, docs/quality.md)
     pair_source: str = "groups"      #: groups (items engaged together) | walks (each edge's item with a draw from its importance neighbourhood)
     group_balance: float = 1.0       #: draw a group's pairs with probability ~ (its pair count)^-this: 0 every pair alike, 1 every group alike
     pairs_per_epoch: int = 200_000   #: positive pairs sampled per epoch (0: all pairs once)

@@ -44,3 +44,12 @@ def test_walk_pairs_follow_the_neighbourhood_weights():
     assert abs(share - 0.75) < 0.03, share
     assert (q == 1).sum() == 2 * 4000  # item 1 has two edges
     assert len(owners) == len(pairs) and set(owners[q == 3]) == {2}
+
+
+def test_untimed_partners_per_edge():
+    from pinsage.train.pairs import group_partners_for
+
+    assert group_partners_for(178_917) == 10          # Gowalla-3k
+    assert group_partners_for(36_700_000) == 1        # graph L: the pool is large already
+    assert group_partners_for(4_000_000) == 5
+    assert group_partners_for(36_700_000, partners=3) == 3

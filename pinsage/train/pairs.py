@@ -121,15 +121,30 @@ def walk_pairs(graph: "InteractionGraph", indptr: np.ndarray, indices: np.ndarra
     return (pairs, g[ok].astype(np.int32)) if return_groups else pairs
 
 
+#: ``group_partners: 0`` (auto) pairs each edge's item with this many co-members ...
+AUTO_PARTNERS = 10
+#: ... while the pool stays under this many pairs (past it, more partners add memory, not variety:
+#: an epoch draws 200,000 pairs by default)
+AUTO_PARTNER_POOL = 20_000_000
+
+
+def group_partners_for(num_edges: int, partners: int = 0) -> int:
+    """Co-members per edge for untimed pairs: ``partners`` when positive, else
+    ``min(AUTO_PARTNERS, max(1, AUTO_PARTNER_POOL // num_edges))`` (10 on Gowalla-3k's 179k edges,
+    1 on graph L's 36.7M)."""
+    if partners > 0:
+        return int(partners)
+    return int(min(AUTO_PARTNERS, max(1, AUTO_PARTNER_POOL // max(int(num_edges), 1))))
+
+
 def positive_pairs(graph: "InteractionGraph", window: int, rng: np.random.Generator,
                    return_groups: bool = False, dtype: type = np.int64,
                    partners: int = 0) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Time-window pairs where the graph has time, else co-group pairs (see those two) with ``partners``
-    per edge (0: ``max(1, window // 2)``). ``dtype``: of the pairs (int32 halves them: graph L has 179M
-    co-group pairs, 2.9 GB as int64)."""
+    """Time-window pairs where the graph has time, else co-group pairs (see those two) with
+    :func:`group_partners_for` partners per edge. ``dtype``: of the pairs (int32 halves them)."""
     if graph.edge_time is not None:
         return time_window_pairs(graph, window, return_groups=return_groups, dtype=dtype)
-    per_edge = partners if partners > 0 else max(1, window // 2)
+    per_edge = group_partners_for(graph.num_edges, partners)
     return co_group_pairs(graph, rng, per_edge=per_edge, return_groups=return_groups, dtype=dtype)
 
 
