@@ -6,6 +6,7 @@ Unknown keys in a YAML file are an error naming the key and the section.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -172,20 +173,21 @@ def _is_number(v: Any) -> bool:
 def _check_value(where: str, default: Any, value: Any, key: str) -> Any:
     """Validate ``value`` against the type of ``default``; raise InputError naming ``where``."""
     if isinstance(default, tuple):
-        if not isinstance(value, (list, tuple)) or len(value) != len(default) or not all(map(_is_number, value)):
-            raise InputError(f"{where} must be a list of {len(default)} numbers, got {value!r}")
+        if (not isinstance(value, (list, tuple)) or len(value) != len(default) or not all(map(_is_number, value))
+                or not all(math.isfinite(float(v)) for v in value)):
+            raise InputError(f"{where} must be a list of {len(default)} finite numbers, got {value!r}")
         return tuple(type(d)(v) for d, v in zip(default, value))
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise InputError(f"{where} must be true or false, got {value!r}")
         return value
     if isinstance(default, int):
-        if not _is_number(value) or float(value) != int(value):
+        if not _is_number(value) or not math.isfinite(float(value)) or float(value) != int(value):
             raise InputError(f"{where} must be a whole number, got {value!r}")
         return int(value)
     if isinstance(default, float):
-        if not _is_number(value):
-            raise InputError(f"{where} must be a number, got {value!r}")
+        if not _is_number(value) or not math.isfinite(float(value)):
+            raise InputError(f"{where} must be a finite number, got {value!r}")
         return float(value)
     if isinstance(default, str):
         if key in CHOICES and value not in CHOICES[key]:
@@ -216,6 +218,29 @@ def _validate_ranges(cfg: "PinSageConfig", source: str) -> None:
         ("train.hard_rank_window", 0 <= t.hard_rank_window[0] < t.hard_rank_window[1] <= 1,
          "two fractions 0 <= lo < hi <= 1"),
         ("train.num_workers", t.num_workers >= -1, ">= -1"),
+        ("train.weight_decay", t.weight_decay >= 0, ">= 0"), ("train.warmup_steps", t.warmup_steps >= 0, ">= 0"),
+        ("train.final_lr_ratio", 0 <= t.final_lr_ratio <= 1, "in [0, 1]"),
+        ("train.clip_norm", t.clip_norm >= 0, ">= 0 (0: off)"), ("train.margin", t.margin >= 0, ">= 0"),
+        ("train.hard_rank_min", 0 <= t.hard_rank_min[0] <= t.hard_rank_min[1], "two ranks 0 <= lo <= hi"),
+        ("train.hard_rank_max", 1 <= t.hard_rank_max[0] < t.hard_rank_max[1], "two ranks 1 <= lo < hi"),
+        ("model.sparse_id_min_items", m.sparse_id_min_items >= 0, ">= 0"),
+        ("model.hidden_channels", m.hidden_channels <= 65536, "<= 65536"),
+        ("model.out_channels", m.out_channels <= 65536, "<= 65536"),
+        ("model.id_dim", m.id_dim <= 65536, "<= 65536"),
+        ("model.num_layers", m.num_layers <= 8, "<= 8"),
+        ("sampler.num_neighbors", s.num_neighbors <= 10_000, "<= 10000"),
+        ("sampler.walk_length", s.walk_length <= 1000, "<= 1000"),
+        ("train.batch_size", t.batch_size <= 1 << 24, "<= 16777216"),
+        ("train.easy_negatives", t.easy_negatives <= 1 << 20, "<= 1048576"),
+        ("train.epochs", t.epochs <= 100_000, "<= 100000"), ("sampler.num_walks", s.num_walks <= 1_000_000, "<= 1000000"),
+        ("train.seed", 0 <= t.seed < 2 ** 63, "in [0, 2**63)"), ("train.lr", t.lr <= 10.0, "<= 10"),
+        ("train.temperature", t.temperature <= 1e6, "<= 1e6"), ("train.accumulate", t.accumulate <= 10_000, "<= 10000"),
+        ("train.hard_negatives_max", t.hard_negatives_max <= 10_000, "<= 10000"),
+        ("train.pair_window", t.pair_window <= 10_000, "<= 10000"),
+        ("train.pairs_per_epoch", t.pairs_per_epoch <= 10 ** 10, "<= 1e10"),
+        ("model.spectral_dim", m.spectral_dim <= 4096, "<= 4096"),
+        ("train.log_every", t.log_every <= 10 ** 9, "<= 1e9"),
+        ("train.num_workers", t.num_workers <= 256, "<= 256"),
     ]
     for name, ok, expected in checks:
         if not ok:

@@ -177,6 +177,10 @@ class PinSageEmbedder:
         self.timings_["pairs_negatives_s"] = time.perf_counter() - t0
 
         feature_dim = 0 if self.features_ is None else self.features_.shape[1]
+        if feature_dim == 0 and cfg.model.id_dim == 0:
+            raise InputError("model.id_dim is 0 and there are no node inputs (model.spectral_dim 0, model.log_degree "
+                             "false, no item features): the model would have nothing to embed; set model.id_dim > 0 "
+                             "or give inputs")
         self.model_ = PinSage.from_settings(graph.num_items, feature_dim, cfg.model,
                                             sparse=self._sparse_ids(graph.num_items, world))
         t = cfg.train
