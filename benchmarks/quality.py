@@ -128,7 +128,12 @@ def train_pinsage(split: Split, time_col: str | None, items: pd.DataFrame | None
         cfg = data_dir / f"config-{hashlib.sha1(text.encode()).hexdigest()[:10]}.yaml"
         cfg.write_text(text)
         argv += ["--config", str(cfg)]
-    key = hashlib.sha1(json.dumps(argv).encode()).hexdigest()[:12]
+    # the key holds every setting the run will use (the code's defaults included), so a run trained
+    # under other defaults is never reused
+    from pinsage.config import PinSageConfig
+
+    effective = PinSageConfig.from_dict(overrides or {}).override(train__seed=seed).to_dict()
+    key = hashlib.sha1(json.dumps([argv, effective], sort_keys=True, default=str).encode()).hexdigest()[:12]
     run = data_dir / f"run-{key}"
     argv += ["--out", str(run)]
     stamp = data_dir / f"run-{key}.json"
