@@ -171,3 +171,27 @@ def test_index_benchmark_runs(tmp_path, metric):
     rows = json.loads(out.read_text())["rows"]
     assert {r["kind"] for r in rows} == {"exact", "hnsw", "ivfpq"} and {r["metric"] for r in rows} == {metric}
     assert all(r["recall"] >= 0.95 for r in rows if r["setting"] != "not reached")
+
+
+def test_quality_benchmark_runs_on_a_small_gowalla_format_file(tmp_path):
+    """The quality harness end to end: tuning on validation, PinSage with the defaults, the bootstrap."""
+    rng = np.random.default_rng(0)
+    data = tmp_path / "gw"
+    data.mkdir()
+    lines = []
+    for u in range(60):
+        cluster = u % 4
+        items = sorted(set((cluster * 15 + rng.integers(0, 15, 8)).tolist() + rng.integers(0, 60, 2).tolist()))
+        lines.append(" ".join(map(str, [u, *items])))
+    (data / "train.txt").write_text("\n".join(lines[:50]) + "\n")
+    (data / "test.txt").write_text("\n".join(lines[50:]) + "\n")
+    out = tmp_path / "q.json"
+    rc = _load("quality").main(["--dataset", "gowalla-3k", "--data", str(data), "--seeds", "0", "--bootstrap", "200",
+                                "--work", str(tmp_path / "work"), "--out", str(out)])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    methods = [r["method"] for r in res["rows"]]
+    assert "RP3beta" in methods and any(m.startswith("pinsage (defaults), mean") for m in methods)
+    assert {c["metric"] for c in res["comparisons"]} == {"HR@10", "NDCG@10"}
+    assert all(c["low"] <= c["diff"] <= c["high"] for c in res["comparisons"])
+    assert res["tuning"]["rp3beta"]["params"]["alpha"] in (0.1, 0.25, 0.5, 0.75, 1.0)
