@@ -122,8 +122,7 @@ def tune_baseline(method: str, validation: Split, grid: Mapping[str, Sequence[An
     scores = np.array([(r[metric], r[f"NDCG@{k}"]) for r in rows])
     order = np.lexsort((np.arange(len(rows)), -scores[:, 1], -scores[:, 0]))
     best = rows[int(order[0])]
-    params = {name: best[name] for name in grid}
-    params = {name: (None if isinstance(v, float) and np.isnan(v) else v) for name, v in params.items()}
+    params = {name: best[name] for name in grid}  # from the row dicts: None stays None
     return TuneResult(method=key, params=params,
                       validation={m: float(best[m]) for m in allowed}, table=table, metric=metric,
                       grid={n: list(v) for n, v in grid.items()})

@@ -20,6 +20,7 @@ import numpy as np
 from pinsage._io import InputError
 from pinsage.features.content import ItemFeatureEncoder, check_unknown
 from pinsage.features.structural import fold_in_spectral, log_degree_feature, spectral_item_features
+from pinsage.ids import coerce_ids, head, positions
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -135,30 +136,20 @@ def catalogue_items(graph: InteractionGraph, item_features: pd.DataFrame, item_k
     """Ids of the features table that are not items of ``graph`` (a catalogue's items nobody has engaged
     with yet), in table order, converted to the graph's id type where they differ (``"7"`` -> ``7``).
 
+    The keys are expected to have passed :meth:`ItemFeatureEncoder.fit` (no empty or repeated keys).
+
     Raises:
-        InputError: naming the column and examples of keys that cannot be of the graph's id type, or that
-            are listed twice.
+        InputError: naming the column and examples of keys that cannot be of the graph's id type.
     """
-    import pandas as pd
-
-    from pinsage.ids import coerce_ids, head, positions
-
-    keys = item_features[item_key]
-    if keys.isna().any():
-        row = int(np.flatnonzero(keys.isna().to_numpy())[0]) + 1
-        raise InputError(f"item features: column {item_key!r} has an empty id in data row {row}")
+    # empty and repeated keys were refused, naming the rows, by the encoder's fit (fit_node_inputs)
     ids = np.asarray(graph.item_ids)
-    values = keys.to_numpy()
-    if (values.dtype.kind in "iufb") != (ids.dtype.kind in "iufb") or values.dtype.kind != ids.dtype.kind:
+    values = item_features[item_key].to_numpy()
+    if values.dtype.kind != ids.dtype.kind:
         conv, bad = coerce_ids(values, ids)
         if bad.any():
             raise InputError(f"item features: column {item_key!r} holds ids that are not of the interactions' "
                              f"id type ({ids.dtype}), e.g. {head(values[bad])}")
         values = conv
-    dup = pd.Index(values).duplicated()
-    if dup.any():
-        raise InputError(f"item features: column {item_key!r} lists item(s) {head(pd.unique(values[dup]))} "
-                         "more than once; give one row per item")
     new = positions(values, ids) < 0
     out = values[new]
     return out.astype(ids.dtype) if ids.dtype.kind in "iuf" else out

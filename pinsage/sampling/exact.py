@@ -97,7 +97,7 @@ def exact_neighborhoods(graph: InteractionGraph, walk_length: int = 3, restart_p
         if k == 0:
             indptr[lo + 1:hi + 1] = total
             continue
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < n else np.tile(np.arange(n), (b, 1))
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]  # k <= n - 1: always a real partition
         vals = np.take_along_axis(scores, top, 1)
         order = np.lexsort((top, -vals), axis=1)  # by value descending, then index
         top = np.take_along_axis(top, order, 1)
