@@ -18,13 +18,16 @@ file                        content
 ``train_log.jsonl``         one JSON line per logged step and epoch
 ``checkpoint.pt``           the last epoch's training state (for ``--resume``)
 ``index/``                  a saved :class:`pinsage.ItemIndex` (``pinsage index``)
+``inputs/``                 a copy of the ``--item-features`` file (``pinsage embed``'s default, titles)
 ==========================  ===============================================================
 
 Nothing here unpickles: arrays load with ``allow_pickle=False``, ``model.pt`` with
 ``torch.load(weights_only=True)``, everything else is JSON or YAML. Every write goes through a
 temporary file and a rename. ``run.json`` records the SHA-256 of every other file of the run
 (:meth:`RunDir.record_checksums`); each reader verifies the files it is about to parse and names a
-damaged one before numpy, torch or faiss reads it. Format notes: ``docs/cli.md``.
+damaged one before numpy, torch or faiss reads it. The only paths ``run.json`` records that a command
+opens are relative paths inside the run (:func:`resolve_recorded_path`); the input paths it lists for
+the record (``interactions``, ``item_features_source``) are never opened. Format notes: ``docs/cli.md``.
 """
 from __future__ import annotations
 
@@ -48,6 +51,7 @@ FILES = {
     "embeddings": "item_embeddings.npy", "ids": "item_ids.npy", "config": "config.yaml", "model": "model.pt",
     "meta": "run.json", "graph": "graph", "neighborhoods": "neighborhoods.npz", "features": "item_features.npy",
     "encoder": "feature_encoder.json", "log": "train_log.jsonl", "checkpoint": "checkpoint.pt", "index": "index",
+    "inputs": "inputs",
 }
 #: the run.json key of the recorded checksums: {path relative to the run: sha256 hex}
 CHECKSUMS = "checksums"
@@ -56,17 +60,27 @@ RUN_MARKERS = ("item_embeddings.npy", "config.yaml", "model.pt", "run.json")
 _HINT = "give a run directory written by `pinsage train --out`"
 
 
-def resolve_recorded_path(path: str | None, run: Path) -> Path | None:
-    """A path recorded in run.json: as given (absolute or relative to the current directory), else
-    relative to the run directory or its parent. None when it cannot be found."""
+def resolve_recorded_path(path: str | None, run: Path, key: str = "item_features") -> Path | None:
+    """A path recorded in run.json, resolved inside the run directory: None when none is recorded.
+
+    Only a relative path that stays inside ``run`` (after following symbolic links) is opened, so a
+    run directory from someone else cannot make a command read a file elsewhere on the machine.
+    Raises :class:`~pinsage.InputError` for an absolute path, one that escapes the run, or a missing file.
+    """
     if not path:
         return None
+    meta = run / FILES["meta"]
     p = Path(path)
-    candidates = [p] if p.is_absolute() else [p, run / p, run.parent / p]
-    for c in candidates:
-        if c.is_file():
-            return c
-    return None
+    if p.is_absolute():
+        raise InputError(f"{meta}: {key} {path!r} is outside the run directory (runs written before "
+                         "version 0.1 recorded absolute paths); refused")
+    root = run.resolve()
+    target = (run / p).resolve()
+    if not target.is_relative_to(root):
+        raise InputError(f"{meta}: {key} {path!r} points outside the run directory; refused")
+    if not target.is_file():
+        raise InputError(f"{meta}: {key} {path!r} is missing from the run directory")
+    return target
 
 
 def _sha256(path: Path) -> str:
@@ -191,9 +205,21 @@ class RunDir:
     def write_config(self, config: PinSageConfig) -> None:
         config.to_yaml(self.file("config"))
 
-    def resolve(self, recorded: str | None) -> Path | None:
-        """A path recorded in ``run.json`` (see :func:`resolve_recorded_path`)."""
-        return resolve_recorded_path(recorded, self.path)
+    def resolve(self, recorded: str | None, key: str = "item_features") -> Path | None:
+        """A path recorded in ``run.json``, confined to the run (see :func:`resolve_recorded_path`)."""
+        return resolve_recorded_path(recorded, self.path, key)
+
+    def copy_input(self, source: str | os.PathLike, name: str) -> str:
+        """Copy an input file into ``inputs/`` (through a temporary file) and return its path relative
+        to the run, for ``run.json``: the run then carries what ``pinsage embed`` and titles read."""
+        import shutil
+
+        src = Path(source)
+        gzipped = src.suffix.lower() == ".gz"
+        rel = f"{FILES['inputs']}/{name}{''.join(src.suffixes[-2:]) if gzipped else src.suffix}"
+        with atomic_path(self.path / rel) as tmp:
+            shutil.copyfile(src, tmp)
+        return rel
 
     # ---------------------------------------------------------------------- embeddings and ids
     def ids(self) -> np.ndarray:
@@ -347,11 +373,12 @@ class RunDir:
         """Titles of ``ids`` (object array, None where unknown) from the ``title`` column of the run's
         features file, or None when the file, its key column or a ``title`` column is missing."""
         meta = self.meta() if meta is None else meta
-        path = self.resolve(meta.get("item_features"))
         key = meta.get("item_key")
-        if path is None or not key:
-            return None
         try:
+            path = self.resolve(meta.get("item_features"))
+            if path is None or not key:
+                return None
+            self.verify("inputs")
             df = read_table(path)
         except InputError:
             return None

@@ -94,6 +94,6 @@ def test_train_cli_with_a_catalogue(catalogue, tmp_path):
     full = pd.concat([inter, pd.DataFrame({"board": ["board_0000"] * len(cold), "pin": cold, "time": 99})])
     full.to_csv(tmp_path / "full.csv", index=False)
     assert cli(["embed", "--run", str(out), "--interactions", str(tmp_path / "full.csv"),
-                "--out", str(tmp_path / "z.npy")]) == 0
-    z_ids = np.load(tmp_path / "z_ids.npy", allow_pickle=True)
-    assert set(cold) <= set(z_ids.tolist()) and np.isfinite(np.load(tmp_path / "z.npy")).all()
+                "--out", str(tmp_path / "z")]) == 0
+    z_ids = np.load(tmp_path / "z" / "item_ids.npy", allow_pickle=False)
+    assert set(cold) <= set(z_ids.tolist()) and np.isfinite(np.load(tmp_path / "z" / "item_embeddings.npy")).all()

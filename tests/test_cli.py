@@ -12,6 +12,7 @@ from pinsage.cli import main
 from pinsage.datasets import make_pinboard, pinboard_features_frame
 from pinsage.evaluation import evaluate_embeddings, leave_last_out
 from pinsage.index import ItemIndex
+from pinsage.run import RunDir
 
 TINY_CONFIG = {
     "train": {"epochs": 1, "pairs_per_epoch": 2000, "num_workers": 0, "batch_size": 256, "easy_negatives": 100},
@@ -178,7 +179,7 @@ def test_not_a_run_directory(tmp_path, capsys):
                  ["related", "--run", str(empty), "--item", "1"],
                  ["evaluate", "--run", str(empty), "--test", str(tmp_path / "t.csv")],
                  ["embed", "--run", str(empty), "--interactions", str(tmp_path / "i.csv"),
-                  "--out", str(tmp_path / "e.npy")]):
+                  "--out", str(tmp_path / "e")]):
         assert main(argv) == 2, argv
         assert "not a pinsage run" in capsys.readouterr().err
     assert main(["index", "--run", str(tmp_path / "missing")]) == 2
@@ -188,21 +189,43 @@ def test_not_a_run_directory(tmp_path, capsys):
 # --------------------------------------------------------------------------------------------- embed
 def test_embed_unchanged_graph_reproduces_the_run(tiny, tmp_path):
     run, root = tiny["run"], tiny["root"]
-    out = tmp_path / "e.npy"
+    out = tmp_path / "e"
     assert main(["embed", "--run", str(run), "--interactions", str(root / "train.csv"), "--out", str(out)]) == 0
     emb, ids = run_arrays(run)
-    new_ids = np.load(tmp_path / "e_ids.npy")
+    new_emb, new_ids = run_arrays(out)
     assert new_ids.tolist() == ids.tolist()
-    np.testing.assert_allclose(np.load(out), emb, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(new_emb, emb, rtol=1e-4, atol=1e-5)
+    assert json.loads((out / "run.json").read_text())["num_new_items"] == 0
+    # the output is one unit with checksums, and a run directory for `pinsage index`
+    assert set(RunDir(out).meta()["checksums"]) == {"item_embeddings.npy", "item_ids.npy"}
+    assert main(["index", "--run", str(out)]) == 0
+
+
+def test_embed_output_is_a_directory_written_once(tiny, tmp_path, capsys):
+    run, root = tiny["run"], tiny["root"]
+    base = ["embed", "--run", str(run), "--interactions", str(root / "train.csv"), "--out"]
+    assert main(base + [str(tmp_path / "e.npy")]) == 2  # the old two-file form names the new one
+    assert "writes a directory" in capsys.readouterr().err and not (tmp_path / "e.npy").exists()
+    out = tmp_path / "e"
+    assert main(base + [str(out)]) == 0
+    assert main(base + [str(out)]) == 2 and "--overwrite" in capsys.readouterr().err
+    assert main(base + [str(out), "--overwrite"]) == 0
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("x")
+    assert main(base + [str(other), "--overwrite"]) == 2  # never replaces a directory it did not write
+    assert (other / "keep.txt").read_text() == "x"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporaries left
 
 
 def test_embed_new_items_land_near_their_topic(tiny, tmp_path):
     run, root, topic, new_pins = tiny["run"], tiny["root"], tiny["topic"], tiny["new_pins"]
-    out, ids_out = tmp_path / "e.npy", tmp_path / "ids.npy"
+    out = tmp_path / "e"
     assert main(["embed", "--run", str(run), "--interactions", str(root / "changed.csv"),
                  "--item-features", str(root / "features_all.csv"), "--item-key", "pin",
-                 "--out", str(out), "--ids-out", str(ids_out)]) == 0
-    z, ids = np.load(out), np.load(ids_out)
+                 "--out", str(out)]) == 0
+    z, ids = run_arrays(out)
+    assert json.loads((out / "run.json").read_text())["num_new_items"] == len(new_pins)
     assert z.shape == (len(ids), 64) and z.dtype == np.float32 and np.isfinite(z).all()
     _, train_ids = run_arrays(run)
     assert set(new_pins.tolist()) <= set(ids.tolist())
@@ -217,10 +240,10 @@ def test_embed_new_items_land_near_their_topic(tiny, tmp_path):
 
 def test_embed_missing_column(tiny, tmp_path, capsys):
     rc = main(["embed", "--run", str(tiny["run"]), "--interactions", str(tiny["root"] / "train.csv"),
-               "--user-col", "user", "--out", str(tmp_path / "e.npy")])
+               "--user-col", "user", "--out", str(tmp_path / "e")])
     assert rc == 2
     assert "'user'" in capsys.readouterr().err
-    assert not (tmp_path / "e.npy").exists()
+    assert not (tmp_path / "e").exists()
 
 
 # --------------------------------------------------------------------------------------------- evaluate

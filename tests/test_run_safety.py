@@ -59,7 +59,7 @@ def test_a_planted_pickle_in_model_pt_does_not_run(run_dir, tmp_path, capsys):
     marker = tmp_path / "PWNED"
     torch.save({"state_dict": {}, "kwargs": _Exploit(marker)}, run / "model.pt")
     RunDir(run).record_checksums()  # the attacker also fixes run.json: the loader must still refuse
-    code = main(["embed", "--run", str(run), "--interactions", str(root / "inter.csv"), "--out", str(tmp_path / "z.npy")])
+    code = main(["embed", "--run", str(run), "--interactions", str(root / "inter.csv"), "--out", str(tmp_path / "z")])
     err = capsys.readouterr().err
     assert code == 2 and not marker.exists()
     assert "model.pt" in err and len(err.strip().splitlines()) == 1
@@ -124,3 +124,61 @@ def test_an_unexpected_error_is_one_line_with_exit_status_1(monkeypatch, tmp_pat
     assert len(err) == 1 and "internal error: RuntimeError: something broke" in err[0] and "--debug" in err[0]
     with pytest.raises(RuntimeError):
         main(["--debug", "index", "--run", str(tmp_path)])
+
+
+@pytest.fixture(scope="module")
+def run_with_features(tmp_path_factory, one_torch_thread):
+    from pinsage.datasets import pinboard_features_frame
+
+    root = tmp_path_factory.mktemp("confined")
+    data = make_pinboard(n_topics=3, pins_per_topic=20, n_boards=60, mean_board_size=6.0, seed=2)
+    data.interactions.to_csv(root / "inter.csv", index=False)
+    feats = pinboard_features_frame(data)
+    feats.to_csv(root / "feats.csv", index=False)
+    (root / "cfg.yaml").write_text(yaml.safe_dump(TINY))
+    out = root / "run"
+    assert main(["train", "--interactions", str(root / "inter.csv"), "--user-col", "board", "--item-col", "pin",
+                 "--item-features", str(root / "feats.csv"), "--item-key", "pin",
+                 "--config", str(root / "cfg.yaml"), "--out", str(out), "--quiet"]) == 0
+    return root, out
+
+
+def test_the_run_carries_its_features_file_and_works_when_moved(run_with_features, tmp_path):
+    root, out = run_with_features
+    meta = RunDir(out).meta()
+    assert meta["item_features"] == "inputs/item_features.csv"  # relative, inside the run
+    assert meta["item_features_source"] == str(root / "feats.csv")  # a record only
+    assert "inputs/item_features.csv" in meta["checksums"]
+    moved = _copy_run(out, tmp_path / "elsewhere" / "run")
+    (root / "feats.csv").rename(root / "feats.gone")  # the original is not needed any more
+    try:
+        assert main(["related", "--run", str(moved), "--item", "pin_00000", "--k", "3",
+                     "--output", str(tmp_path / "r.json")]) == 0
+        rel = json.loads((tmp_path / "r.json").read_text())
+        assert rel[0]["title"] == "topic 0 pin 0" and all(" pin " in r["title"] for r in rel[0]["related"])
+        assert main(["embed", "--run", str(moved), "--interactions", str(root / "inter.csv"),
+                     "--out", str(tmp_path / "z")]) == 0
+    finally:
+        (root / "feats.gone").rename(root / "feats.csv")
+
+
+@pytest.mark.parametrize("recorded", ["/etc/passwd", "../secret.csv", "inputs/../../secret.csv", "link.csv"])
+def test_paths_in_run_json_outside_the_run_are_refused(run_with_features, tmp_path, capsys, recorded):
+    root, out = run_with_features
+    run = _copy_run(out, tmp_path / "run")
+    secret = tmp_path / "secret.csv"
+    secret.write_text("pin,title\npin_00000,SECRET\n")
+    (run / "link.csv").symlink_to(secret)  # a link inside the run to a file outside it
+    meta = RunDir(run).meta()
+    meta["item_features"] = recorded
+    RunDir(run).write_meta(meta)
+    # titles are optional: related answers without them and never shows the outside file's content
+    assert main(["related", "--run", str(run), "--item", "pin_00000", "--k", "3",
+                 "--output", str(tmp_path / "r.json")]) == 0
+    assert "SECRET" not in (tmp_path / "r.json").read_text()
+    capsys.readouterr()
+    # embed needs the features: it refuses in one line naming run.json and the recorded path
+    code = main(["embed", "--run", str(run), "--interactions", str(root / "inter.csv"), "--out", str(tmp_path / "z")])
+    err = capsys.readouterr().err
+    assert code == 2 and "run.json" in err and recorded in err and "--item-features" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "z").exists()

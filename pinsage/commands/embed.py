@@ -16,13 +16,15 @@ settings and seed), with node inputs rebuilt on the new graph:
 Items of the run that are absent from the new file are not embedded. When the new file is the
 training file, the output equals the run's ``item_embeddings.npy`` (same neighbourhoods and inputs).
 
-Output: ``--out FILE.npy`` float32 ``(n, d)``, one row per item of the new graph, and the items'
-original ids in the same order in ``--ids-out`` (default: ``FILE_ids.npy`` beside ``--out``); both
-written atomically.
+Output: the directory ``--out DIR``, holding ``item_embeddings.npy`` float32 ``(n, d)`` (one row per
+item of the new graph), ``item_ids.npy`` (the items' original ids in the same order) and ``run.json``
+(counts and checksums), the names of a run directory. The directory is written beside its final place
+and renamed into it, so a crash leaves either no output (or the previous one) or the complete pair,
+never embeddings without their ids. ``pinsage index --run DIR`` indexes it.
 
 Example::
 
-    pinsage embed --run runs/pins --interactions pins_today.csv --out today.npy
+    pinsage embed --run runs/pins --interactions pins_today.csv --out runs/pins_today
 """
 from __future__ import annotations
 
@@ -32,9 +34,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pinsage._io import InputError, read_table, save_npy_atomic
+from pinsage._io import InputError, atomic_dir, read_table
 from pinsage.ids import positions
-from pinsage.run import RunDir, savable_ids
+from pinsage.run import FILES, RunDir
 
 #: what a run must hold to embed a new graph
 REQUIRED = ("ids", "config", "model")
@@ -52,16 +54,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="CSV or Parquet file of item features (default: the run's features file)")
     p.add_argument("--item-key", default=None, help="column of --item-features holding the item ids "
                                                      "(default: the run's)")
-    p.add_argument("--out", required=True, metavar="FILE.npy", help="embeddings output, float32 (n, d)")
-    p.add_argument("--ids-out", default=None, metavar="FILE.npy",
-                   help="item ids output, same row order (default: FILE_ids.npy beside --out)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output directory: item_embeddings.npy float32 (n, d), item_ids.npy and run.json, "
+                        "written as one unit")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier embed output in --out")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1, ...")
     p.set_defaults(func=run)
 
 
-def default_ids_out(out: Path) -> Path:
-    stem = out.name[:-4] if out.name.lower().endswith(".npy") else out.name
-    return out.with_name(f"{stem}_ids.npy")
+def check_out(out: Path, overwrite: bool) -> Path:
+    """The output directory, or InputError: not a ``.npy`` name (the old two-file form), not a file,
+    and not a non-empty directory unless ``overwrite`` (then only an earlier ``embed`` output)."""
+    if out.suffix.lower() in (".npy", ".npz"):
+        raise InputError(f"--out {out}: pinsage embed writes a directory (item_embeddings.npy and item_ids.npy, "
+                         f"written as one unit); give a directory name such as --out {out.with_suffix('')}")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        earlier = RunDir(out).meta().get("embedded_by") == "pinsage embed"
+        if not (overwrite and earlier):
+            what = "holds an earlier embed output; pass --overwrite to replace it" if earlier else \
+                "is not empty and not an embed output; choose another directory"
+            raise InputError(f"--out {out}: {what}")
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,10 +92,7 @@ def run(args: argparse.Namespace) -> int:
     run = RunDir.open(args.run, require=REQUIRED)
     run_dir = run.path
     meta = run.meta()
-    out = Path(args.out)
-    ids_out = Path(args.ids_out) if args.ids_out else default_ids_out(out)
-    if out.resolve() == ids_out.resolve():
-        raise InputError(f"--ids-out {ids_out}: must differ from --out")
+    out = check_out(Path(args.out), overwrite=args.overwrite)
     if args.item_features and not (args.item_key or meta.get("item_key")):
         raise InputError("--item-features needs --item-key (the column holding item ids)")
 
@@ -114,10 +126,14 @@ def run(args: argparse.Namespace) -> int:
         if args.item_features:
             feat_path = Path(args.item_features)
         else:
-            feat_path = run.resolve(meta.get("item_features"))
+            try:
+                feat_path = run.resolve(meta.get("item_features"))
+            except InputError as exc:
+                raise InputError(f"{exc}; give --item-features") from exc
             if feat_path is None:
-                raise InputError(f"--run {run_dir}: the model uses item content features and the run's "
-                                 f"features file {meta.get('item_features')!r} is gone; give --item-features")
+                raise InputError(f"--run {run_dir}: the model uses item content features and the run "
+                                 "holds no copy of its features file; give --item-features")
+            run.verify("inputs")
         key = args.item_key or meta.get("item_key") or encoder.key
         feats = read_table(feat_path, columns=[key])
         if key != encoder.key:
@@ -141,8 +157,14 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--device {args.device!r}: {exc}") from exc
     z = embed_all(model, nb, features, device=device).cpu().numpy().astype(np.float32)
 
-    save_npy_atomic(out, z)
-    save_npy_atomic(ids_out, savable_ids(new_ids))
+    with atomic_dir(out) as tmp:  # embeddings and ids appear together or not at all
+        result = RunDir(tmp)
+        result.write_embeddings(z, new_ids)
+        result.write_meta({"embedded_by": "pinsage embed", "run": str(run_dir.resolve()),
+                           "interactions": str(Path(args.interactions).resolve()), "num_items": graph.num_items,
+                           "num_new_items": n_new, "num_groups": graph.num_groups, "num_edges": graph.num_edges})
+        result.record_checksums()
     print(f"pinsage embed: {graph.num_items} items ({n_new} not in the run's training catalogue), "
-          f"{graph.num_groups} groups, {graph.num_edges} edges; wrote {out} {z.shape} and {ids_out}")
+          f"{graph.num_groups} groups, {graph.num_edges} edges; wrote {out}/{FILES['embeddings']} {z.shape} "
+          f"and {FILES['ids']}")
     return 0

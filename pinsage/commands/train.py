@@ -114,9 +114,12 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(work, ignore_errors=True)  # nothing to resume: leave no trace
         raise
     if rank == 0:
+        # the features file travels with the run (embed's default, titles); the input paths are a record only
+        features_copy = RunDir(work).copy_input(args.item_features, "item_features") if args.item_features else None
         model.save(work, extra={
             "interactions": os.path.abspath(args.interactions), "user_col": args.user_col, "item_col": args.item_col,
-            "time_col": args.time_col, "item_features": os.path.abspath(args.item_features) if args.item_features else None, "item_key": args.item_key,
+            "time_col": args.time_col, "item_features": features_copy, "item_key": args.item_key,
+            "item_features_source": os.path.abspath(args.item_features) if args.item_features else None,
             "world_size": int(os.environ.get("WORLD_SIZE", "1")),
         })
         if getattr(args, "plots", False):
