@@ -12,7 +12,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-__all__ = ["atomic_path", "atomic_dir", "replace_dir", "save_npy_atomic", "read_table", "InputError"]
+__all__ = ["atomic_path", "atomic_dir", "replace_dir", "save_npy_atomic", "read_table", "sha256_file", "InputError"]
 
 
 class InputError(ValueError):
@@ -108,6 +108,17 @@ def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     os.replace(dst, old)
     os.replace(src, dst)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, as hex (read in 1 MiB blocks)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def save_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> None:

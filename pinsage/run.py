@@ -31,7 +31,6 @@ the record (``interactions``, ``item_features_source``) are never opened. Format
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -40,7 +39,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from pinsage._io import InputError, atomic_path, read_table, save_npy_atomic
+from pinsage._io import InputError, atomic_path, read_table, save_npy_atomic, sha256_file
 from pinsage.config import PinSageConfig
 from pinsage.ids import lookup_keys
 
@@ -81,14 +80,6 @@ def resolve_recorded_path(path: str | None, run: Path, key: str = "item_features
     if not target.is_file():
         raise InputError(f"{meta}: {key} {path!r} is missing from the run directory")
     return target
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def savable_ids(ids: np.ndarray) -> np.ndarray:
@@ -148,15 +139,16 @@ class RunDir:
 
     # -------------------------------------------------------------------------------- integrity
     def _files(self) -> list[Path]:
-        """Every file of the run but ``run.json``, in sorted order (hidden temporary files left out)."""
-        meta = self.file("meta")
+        """Every file of the run but ``run.json`` and ``index/`` (which records its own checksums, so
+        that writing an index is one atomic step), in sorted order, hidden temporary files left out."""
+        meta, index = self.file("meta"), FILES["index"]
         return sorted(p for p in self.path.rglob("*")
-                      if p.is_file() and p != meta and not any(part.startswith(".") for part in
-                                                               p.relative_to(self.path).parts))
+                      if p.is_file() and p != meta and p.relative_to(self.path).parts[0] != index
+                      and not any(part.startswith(".") for part in p.relative_to(self.path).parts))
 
     def record_checksums(self) -> dict[str, str]:
         """Write the SHA-256 of every file of the run into ``run.json`` (replacing earlier ones)."""
-        sums = {p.relative_to(self.path).as_posix(): _sha256(p) for p in self._files()}
+        sums = {p.relative_to(self.path).as_posix(): sha256_file(p) for p in self._files()}
         meta = self.meta()
         meta[CHECKSUMS] = sums
         self.write_meta(meta)
@@ -169,7 +161,7 @@ class RunDir:
         :class:`~pinsage.InputError` naming a file that is damaged or missing.
         """
         sums = self.meta().get(CHECKSUMS)
-        if not isinstance(sums, dict):
+        if not isinstance(sums, dict) or role == "index":  # an index checks its own files on load
             return
         name = FILES[role]
         listed = {rel: h for rel, h in sums.items() if rel == name or rel.startswith(name + "/")}
@@ -179,7 +171,7 @@ class RunDir:
                 raise InputError(f"{self.path / 'run.json'}: checksum entry {rel!r} points outside the run")
             if not p.is_file():
                 raise InputError(f"{self.path / rel}: missing (run.json lists it); the run is incomplete")
-            if _sha256(p) != expected:
+            if sha256_file(p) != expected:
                 raise InputError(f"{self.path / rel}: damaged (its SHA-256 differs from the one run.json "
                                  "recorded); retrain or copy the run again")
 
@@ -363,10 +355,8 @@ class RunDir:
         return ItemIndex.build(embeddings, ids, kind="exact")
 
     def write_index(self, index) -> Path:
-        """Save ``index`` into ``index/`` and record the run's checksums anew."""
-        out = index.save(self.file("index"))
-        self.record_checksums()
-        return out
+        """Save ``index`` into ``index/`` in one atomic step (its ``meta.json`` holds its checksums)."""
+        return index.save(self.file("index"))
 
     # ------------------------------------------------------------------------------- titles
     def titles(self, ids: np.ndarray, meta: dict[str, Any] | None = None) -> np.ndarray | None:

@@ -187,9 +187,16 @@ def test_load_errors(tmp_path):
     with pytest.raises(InputError, match="index.faiss"):
         ItemIndex.load(tmp_path / "trunc")
 
-    # ids from another index
+    # ids from another index: the recorded checksum names the file before numpy reads it ...
     shutil.copytree(tmp_path / "ok", tmp_path / "ids")
     np.save(tmp_path / "ids" / "ids.npy", np.arange(499))
+    with pytest.raises(InputError, match=r"ids.npy: damaged"):
+        ItemIndex.load(tmp_path / "ids")
+    # ... and without recorded checksums (an older index) the counts disagree
+    meta_path = tmp_path / "ids" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["checksums"]
+    meta_path.write_text(json.dumps(meta))
     with pytest.raises(InputError, match=r"499 ids.*500 vectors"):
         ItemIndex.load(tmp_path / "ids")
 

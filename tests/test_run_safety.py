@@ -88,10 +88,18 @@ def test_checksums_cover_the_run_and_the_index(run_dir, tmp_path):
     run = _copy_run(out, tmp_path / "run")
     sums = json.loads((run / "run.json").read_text())["checksums"]
     assert {"item_embeddings.npy", "item_ids.npy", "model.pt", "config.yaml", "neighborhoods.npz"} <= set(sums)
+    before = (run / "run.json").read_bytes()
     assert main(["index", "--run", str(run), "--kind", "exact"]) == 0
-    sums = json.loads((run / "run.json").read_text())["checksums"]
-    assert any(k.startswith("index/") for k in sums)
-    RunDir(run).verify("index")
+    # writing an index is one atomic step: its own meta.json holds its checksums, run.json is untouched
+    assert (run / "run.json").read_bytes() == before
+    index_sums = json.loads((run / "index" / "meta.json").read_text())["checksums"]
+    assert set(index_sums) == {"index.faiss", "ids.npy"}
+    assert len(RunDir(run).index()) == len(np.load(run / "item_ids.npy"))
+    raw = bytearray((run / "index" / "index.faiss").read_bytes())
+    raw[-1] ^= 0xFF
+    (run / "index" / "index.faiss").write_bytes(bytes(raw))
+    with pytest.raises(InputError, match="index.faiss: damaged"):
+        RunDir(run).index()
 
 
 def test_files_follow_the_umask(run_dir):

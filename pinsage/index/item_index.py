@@ -16,7 +16,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from pinsage._io import InputError, atomic_dir
+from pinsage._io import InputError, atomic_dir, sha256_file
 from pinsage.index.exclusions import Exclusions, is_id_list, related_rows
 from pinsage.index.factory import (
     METRICS,
@@ -368,7 +368,8 @@ class ItemIndex:
 
         Files: ``index.faiss`` (``faiss.write_index``), ``ids.npy`` (integers/floats as is,
         strings as a numpy unicode array; no pickle) and ``meta.json`` (format version, kind -- a
-        factory string as given --, metric, dim, n, params, id dtype).
+        factory string as given --, metric, dim, n, params, id dtype, and the SHA-256 of the other
+        two files, checked by :meth:`load` before faiss reads them).
 
         Args:
             path: the directory to write.
@@ -396,6 +397,7 @@ class ItemIndex:
             faiss.write_index(self._index, str(tmp / INDEX_FILE))
             with open(tmp / IDS_FILE, "wb") as f:
                 np.save(f, ids_to_save, allow_pickle=False)
+            meta["checksums"] = {name: sha256_file(tmp / name) for name in (INDEX_FILE, IDS_FILE)}
             with open(tmp / META_FILE, "w", encoding="utf-8") as f:
                 json.dump(meta, f, indent=2)
                 f.write("\n")
@@ -425,6 +427,10 @@ class ItemIndex:
             raise InputError(f"{path}: missing file(s) {missing}; not a complete saved ItemIndex")
         meta_path = path / META_FILE
         meta = _read_meta(meta_path)
+        for name, expected in meta.get("checksums", {}).items():  # before faiss parses anything
+            if name in (INDEX_FILE, IDS_FILE) and sha256_file(path / name) != expected:
+                raise InputError(f"{path / name}: damaged (its SHA-256 differs from the one {META_FILE} "
+                                 "recorded); rebuild the index")
 
         index_path = path / INDEX_FILE
         try:
