@@ -56,27 +56,42 @@ def test_visit_frequencies_match_exact_distribution(L, r):
 
 
 def test_top_t_order_weights_and_ties():
+    """Every seed's row, not just the first: top-T of all visits, ranked, weighted, seed excluded."""
     g = small_graph(1)
-    sampler = ImportanceSampler(g, num_walks=500, walk_length=3, num_neighbors=4, seed=0)
-    nb = sampler(torch.arange(g.num_items))
-    for b in range(g.num_items):
-        lo, hi = nb.offsets[b].item(), nb.offsets[b + 1].item()
-        if hi == lo:
-            continue
-        idx, cnt, w = nb.indices[lo:hi].numpy(), nb.counts[lo:hi].numpy(), nb.weights[lo:hi].numpy()
-        assert hi - lo <= 4
-        assert b not in idx
-        order = np.lexsort((idx, -cnt))
-        assert (order == np.arange(len(idx))).all(), "ranked by count desc, then index asc"
-        assert np.isclose(w.sum(), 1.0, atol=1e-6)
-        assert np.allclose(w, cnt / cnt.sum())
-        # top-T: no unselected item was visited more often than the last selected one
-        full = ImportanceSampler(g, num_walks=500, walk_length=3, num_neighbors=g.num_items, seed=0)
-        nf = full(torch.tensor([b]), key=0)
-        all_cnt = dict(zip(nf.indices.tolist(), nf.counts.tolist()))
-        rest = [c for i, c in all_cnt.items() if i not in set(idx.tolist())]
-        assert not rest or max(rest) <= cnt[-1]
-        break
+    T, n = 4, g.num_items
+    seeds = torch.arange(n)
+    sampler = ImportanceSampler(g, num_walks=500, walk_length=3, num_neighbors=T, seed=0)
+    nb = sampler(seeds, key=0)
+    nbr, cnt, nout = sampler.sample_arrays(seeds.numpy(), key=0)
+    # the same walks (a row's stream depends on the key and the row only), every visited item kept
+    full = ImportanceSampler(g, num_walks=500, walk_length=3, num_neighbors=n, seed=0)
+    f_nbr, f_cnt, f_n = full.sample_arrays(seeds.numpy(), key=0)
+    rows = np.arange(n)[:, None]
+    valid = np.arange(T)[None, :] < nout[:, None]
+    assert (nout > 0).all()
+    # the CSR form is the padded one without its padding
+    assert np.array_equal(nb.offsets.numpy(), np.r_[0, np.cumsum(nout)])
+    assert np.array_equal(nb.indices.numpy(), nbr[valid]) and np.array_equal(nb.counts.numpy(), cnt[valid])
+    assert (nbr[~valid] == -1).all() and (cnt[~valid] == 0).all()
+    assert (nbr[valid] < n).all() and (cnt[valid] >= 1).all()
+    assert not (nbr == rows).any() and not (f_nbr == rows).any(), "a seed is never its own neighbour"
+    # top-T of everything visited: T entries unless fewer items were visited, the full ranking's prefix
+    assert np.array_equal(nout, np.minimum(f_n, T))
+    assert np.array_equal(nbr, f_nbr[:, :T]) and np.array_equal(cnt, f_cnt[:, :T])
+    # no unselected item was visited more often than the last selected one
+    last = cnt[np.arange(n), nout - 1]
+    assert (f_cnt[:, T:].max(axis=1) <= last).all()
+    # every row ranked by count desc, then index asc (the full visit lists too)
+    for idx, c, k in ((nbr, cnt, nout), (f_nbr, f_cnt, f_n)):
+        pair = np.arange(1, idx.shape[1])[None, :] < k[:, None]  # entries j-1 and j both valid
+        ordered = (c[:, :-1] > c[:, 1:]) | ((c[:, :-1] == c[:, 1:]) & (idx[:, :-1] < idx[:, 1:]))
+        assert ordered[pair].all(), "ranked by count desc, then index asc"
+    assert (pair & (f_cnt[:, :-1] == f_cnt[:, 1:])).any(), "ties for the index order to break"
+    # weights: each row's counts normalised to sum to 1
+    row_of = np.repeat(np.arange(n), nout)
+    w, c = nb.weights.numpy().astype(np.float64), nb.counts.numpy()
+    assert np.allclose(np.bincount(row_of, weights=w, minlength=n), 1.0, atol=1e-6)
+    assert np.allclose(w, c / np.bincount(row_of, weights=c, minlength=n)[row_of], atol=1e-7)
 
 
 def test_deterministic_and_thread_independent():

@@ -32,7 +32,7 @@ from pinsage.graph import InteractionGraph
 from pinsage.sampling.blocks import Neighborhoods
 from pinsage.sampling import ImportanceSampler
 from pinsage.train.loss import max_margin_loss, sampled_softmax_loss
-from pinsage.train.negatives import HardNegatives, curriculum_hard_count, rank_window
+from pinsage.train.negatives import HardNegatives, curriculum_hard_count, rank_window, walk_window_sampler
 from pinsage.train.pairs import GroupBalancedDraw, co_group_pairs, positive_pairs, time_window_pairs
 from pinsage.train.trainer import Trainer, warmup_decay
 
@@ -288,12 +288,60 @@ def test_rank_window():
             assert 0 <= lo < hi <= n - 1, (n, fr, mn, lo, hi)
 
 
-def test_hard_negatives_exclude_the_query_and_lie_in_range(data):
+def _item_transition(g: InteractionGraph):
+    """``P[i, j]``: probability that one item -> uniform group -> uniform item hop from i ends at j."""
+    import scipy.sparse as sp
+
+    A = sp.csr_matrix((np.ones(g.num_edges), g.group_items, g.group_indptr), shape=(g.num_groups, g.num_items))
+    inv = lambda d: sp.diags(1.0 / np.maximum(np.asarray(d, np.float64).ravel(), 1))  # noqa: E731
+    return (inv(A.sum(0)) @ A.T @ inv(A.sum(1)) @ A).tocsr(), A
+
+
+def _exact_ppr(g: InteractionGraph, restart: float = 0.15, iters: int = 300) -> np.ndarray:
+    """``(n, n)``: personalised PageRank of every item from every item by power iteration on the
+    bipartite graph (each step follows one edge uniformly, restart ``restart`` per step); written
+    here from scratch rather than with :func:`pinsage.sampling.personalized_pagerank`."""
+    import scipy.sparse as sp
+
+    _, A = _item_transition(g)
+    n_g, n = A.shape
+    B = sp.bmat([[None, A.T], [A, None]]).tocsr()                     # items first, then groups
+    W = (B @ sp.diags(1.0 / np.maximum(np.asarray(B.sum(0)).ravel(), 1))).tocsr()  # column-stochastic
+    E = np.zeros((n + n_g, n))
+    E[np.arange(n), np.arange(n)] = 1.0
+    x = E.copy()
+    for _ in range(iters):                                            # (1 - 0.15)^300 ~ 1e-21
+        x = restart * E + (1 - restart) * (W @ x)
+    return x[:n].T
+
+
+def _exact_walk_visits(g: InteractionGraph, walk_length: int, restart: float) -> np.ndarray:
+    """``(n, n)``: expected visits per walk, sum_h (1-r)^(h-1) P^h (what the walks estimate)."""
+    P = _item_transition(g)[0].toarray()
+    x, out = np.eye(g.num_items), np.zeros((g.num_items, g.num_items))
+    for h in range(1, walk_length + 1):
+        x = x @ P
+        out += (1 - restart) ** (h - 1) * x
+    return out
+
+
+def _ranks(scores: np.ndarray) -> np.ndarray:
+    """0-based rank of every item by decreasing score from each query row (the query itself last)."""
+    s = scores.astype(np.float64, copy=True)
+    np.fill_diagonal(s, -np.inf)
+    order = np.argsort(-s, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(s.shape[1])[None, :], 1)
+    return ranks
+
+
+def test_hard_negatives_exclude_the_query_and_lie_in_the_ppr_rank_window(data):
     g = InteractionGraph.from_pandas(data.interactions, "board", "pin", time_col="time")
     n = g.num_items
     window = rank_window(n, (0.02, 0.10), (10, 50))
+    lo, hi = window
     hn = HardNegatives(g, window, seed=0)
-    assert hn.table.shape == (n, window[1] - window[0])
+    assert hn.table.shape == (n, hi - lo)
     assert ((hn.table >= -1) & (hn.table < n)).all()
     assert (hn.table >= 0).mean() > 0.5
     assert not (hn.table == np.arange(n)[:, None]).any()
@@ -305,6 +353,38 @@ def test_hard_negatives_exclude_the_query_and_lie_in_range(data):
         assert set(row.tolist()) <= set(hn.table[qi].tolist())
     # the same seed gives the same table
     assert np.array_equal(HardNegatives(g, window, seed=0).table, hn.table)
+
+    # where the samples rank, from every query, by independently computed exact scores
+    all_q = np.arange(n)
+    rows = all_q[:, None]
+    ppr = _ranks(_exact_ppr(g, hn.restart_prob))
+    visits = _ranks(_exact_walk_visits(g, hn.walk_length, hn.restart_prob))
+
+    def shares(neg: np.ndarray, ranks: np.ndarray) -> tuple[float, float, float]:
+        assert (neg >= 0).all()
+        r = ranks[np.broadcast_to(rows, neg.shape), neg]
+        inside, near = (r >= lo) & (r < hi), (r >= lo - 5) & (r < hi + 5)
+        return float(inside.mean()), float((r < lo).mean()), float(near.mean())
+
+    # with enough walks the visit ranking is nearly exact: the samples lie in the window, not in the
+    # top ranks (there 23% would be harder than lo) nor 3 ranks off (91-92% inside). Seeds 0..5: 97-98%
+    # in [lo, hi) by exact visits, 93-95% by exact PPR, >= 99% within 5 ranks of it, <= 2% below lo
+    many = HardNegatives(g, window, num_walks=20_000, seed=0)
+    # the table is exactly the slice [lo, hi) of its walks' own ranking (an off-by-one fails here)
+    ranked = walk_window_sampler(g, (0, n - 1), 20_000, seed=0).sample_arrays(all_q, key=0)[0]
+    assert np.array_equal(many.table, ranked[:, lo:hi])
+    neg = many(all_q, 20, np.random.default_rng(1))
+    inside, below, near = shares(neg, visits)
+    assert inside >= 0.95 and below <= 0.02 and near >= 0.99, (inside, below, near)
+    inside, below, near = shares(neg, ppr)
+    assert inside >= 0.90 and below <= 0.03 and near >= 0.98, (inside, below, near)
+    # the default walk count (what training uses) is noisier, still mostly inside (seeds 0..5: 78-82%)
+    inside, below, _ = shares(hn(all_q, 20, np.random.default_rng(1)), ppr)
+    assert inside >= 0.7 and below <= 0.08, (inside, below)
+    # ...and uniformly random items would not pass these checks (the window holds 40% of the items)
+    uniform = (all_q[:, None] + np.random.default_rng(2).integers(1, n, (n, 20))) % n  # never the query
+    inside, below, _ = shares(uniform, ppr)
+    assert inside < 0.55 and below > 0.05, (inside, below)
 
 
 def _closure(nb, q: int, fan: int) -> set[int]:
@@ -453,15 +533,24 @@ def test_embeddings_shape_finite_learned_length(fitted, data):
     assert all(math.isfinite(h["epoch_loss"]) for h in est.history_)
 
 
-def test_training_puts_same_topic_items_together(fitted, data):
+@pytest.fixture(scope="module")
+def untrained(data):
+    """The same model and inputs with no training step: the baseline any loss must clearly beat."""
+    est = PinSageEmbedder(tiny_config(train__epochs=0), progress=False).fit(data.interactions, **FIT)
+    assert est.history_ == []
+    return same_topic_at_5(est.item_embeddings_, topic_of(est.item_ids_))
+
+
+def test_training_puts_same_topic_items_together(fitted, untrained):
+    """The default loss (sampled softmax) learns: ``fitted`` runs the defaults apart from its size."""
+    assert PinSageConfig().train.loss == tiny_config().train.loss == "softmax"
     est, _ = fitted
-    topics = topic_of(est.item_ids_)
-    trained = same_topic_at_5(est.item_embeddings_, topics)
-    untrained_est = PinSageEmbedder(tiny_config(train__epochs=0), progress=False).fit(data.interactions, **FIT)
-    untrained = same_topic_at_5(untrained_est.item_embeddings_, topics)
-    # chance is 24/99 ~ 0.24; seeds 0..7 give 0.50-0.58 trained, ~0.29 untrained
-    assert trained > 0.4, trained
-    assert trained > untrained + 0.1, (trained, untrained)
+    assert est.trainer_.config.loss == "softmax"
+    trained = same_topic_at_5(est.item_embeddings_, topic_of(est.item_ids_))
+    # chance is 24/99 ~ 0.24; seeds 0..5 give 0.99-1.00 trained, 0.54-0.64 untrained (structural
+    # inputs alone already group topics somewhat)
+    assert trained > 0.85, trained
+    assert trained > untrained + 0.2, (trained, untrained)
 
 
 def test_fit_is_deterministic(fitted, data):
@@ -517,10 +606,34 @@ def test_resume_after_an_interruption_restores_the_schedule(data, tmp_path, monk
                           atol=1e-6)
 
 
-def test_softmax_loss_trains(data):
-    est = PinSageEmbedder(tiny_config(train__loss="softmax"), progress=False).fit(data.interactions, **FIT)
+def test_max_margin_loss_trains_end_to_end(data, untrained, monkeypatch):
+    """The paper's max-margin loss (not the default) through ``PinSageEmbedder.fit``, with the
+    hard-negative curriculum of epoch 2, learns as well as the default."""
+    import pinsage.train.trainer as trainer_module
+
+    calls = Counter()
+
+    def counted(name, fn):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(trainer_module, "max_margin_loss", counted("margin", max_margin_loss))
+    monkeypatch.setattr(trainer_module, "sampled_softmax_loss", counted("softmax", sampled_softmax_loss))
+    est = PinSageEmbedder(tiny_config(train__loss="margin"), progress=False).fit(data.interactions, **FIT)
+    assert est.trainer_.config.loss == "margin"
+    steps = est.trainer_.state.step
+    # one hinge over the easy negatives per step, plus one over the hard ones in epoch 2
+    assert calls["softmax"] == 0 and steps < calls["margin"] <= 2 * steps, (calls, steps)
+    assert [h["hard_negatives"] for h in est.history_] == [0, 1]
+    # hinge scale (margin 0.1: 0.05-0.08 per epoch), not the softmax's (> 3 here)
+    assert all(0 <= h["epoch_loss"] < 0.5 for h in est.history_), est.history_
     assert np.isfinite(est.item_embeddings_).all()
-    assert same_topic_at_5(est.item_embeddings_, topic_of(est.item_ids_)) > 0.35
+    trained = same_topic_at_5(est.item_embeddings_, topic_of(est.item_ids_))
+    # seeds 0..5: 0.99-1.00 trained, 0.54-0.64 untrained
+    assert trained > 0.85, trained
+    assert trained > untrained + 0.2, (trained, untrained)
 
 
 # ---------------------------------------------------------------------------------- CLI
