@@ -29,6 +29,7 @@ class ModelConfig:
     num_layers: int = 1              #: K, convolution layers over K-hop neighbourhoods (the paper: 2; 1 won on MovieLens validation, docs/quality.md)
     aggr: str = "importance"         #: neighbour pooling: importance | mean | max | sum
     dropout: float = 0.0
+    id_dropout: float = 0.0          #: per training step, the share of nodes whose id embedding is zeroed, as a new item's is at embed time
     use_features: bool = True        #: use item content features when a features file is given
     log_degree: bool = True          #: append standardised log(1 + degree) to the node inputs
     spectral_dim: int = 64           #: structural inputs: rank of the graph's truncated SVD (0: off)
@@ -203,6 +204,7 @@ def _validate_ranges(cfg: "PinSageConfig", source: str) -> None:
         ("model.num_layers", m.num_layers >= 1, ">= 1"), ("model.hidden_channels", m.hidden_channels >= 1, ">= 1"),
         ("model.out_channels", m.out_channels >= 1, ">= 1"), ("model.id_dim", m.id_dim >= 0, ">= 0"),
         ("model.spectral_dim", m.spectral_dim >= 0, ">= 0"), ("model.dropout", 0 <= m.dropout < 1, "in [0, 1)"),
+        ("model.id_dropout", 0 <= m.id_dropout < 1, "in [0, 1)"),
         ("sampler.num_walks", s.num_walks >= 1, ">= 1"), ("sampler.walk_length", s.walk_length >= 1, ">= 1"),
         ("sampler.num_neighbors", s.num_neighbors >= 1, ">= 1"),
         ("sampler.restart_prob", 0 <= s.restart_prob <= 1, "in [0, 1]"),

@@ -381,3 +381,27 @@ def test_weighted_sum_csr_and_coo_paths_agree():
     out = ImportanceConv.weighted_sum(m, torch.stack([src, dst]), w_learn, n_dst)
     (gw,) = torch.autograd.grad(out.sum(), w_learn)
     assert torch.allclose(out, out_csr, atol=1e-5) and gw.abs().sum() > 0
+
+
+# --------------------------------------------------------------------------------- id dropout
+def test_id_dropout_zeroes_whole_id_rows_in_training_only():
+    torch.manual_seed(21)
+    n, f = 40, 3
+    feats = torch.from_numpy(_features(n, f))
+    model = PinSage(n, feature_dim=f, id_dim=4, hidden_channels=8, out_channels=6, num_layers=1, id_dropout=0.5)
+    nodes = torch.arange(n)
+    with torch.no_grad():
+        zero_ids = F.relu(model.input_proj(torch.cat([feats, torch.zeros(n, 4)], dim=1)))  # every item "new"
+        full = F.relu(model.input_proj(torch.cat([feats, model.id_embedding(nodes)], dim=1)))
+        model.eval()
+        torch.testing.assert_close(model.encode(nodes, feats), full)  # no effect at inference
+        model.train()
+        h = model.encode(nodes, feats)
+    dropped = torch.isclose(h, zero_ids).all(dim=1)
+    kept = torch.isclose(h, full).all(dim=1)
+    assert bool((dropped | kept).all())  # a row is either the new-item row or the full one, never rescaled
+    assert 0.25 < dropped.float().mean() < 0.75  # about half of 40
+    # the setting travels with the model's config
+    assert PinSage.from_config(model.get_config()).id_dropout == 0.5
+    with pytest.raises(ValueError, match="id_dropout"):
+        PinSage(n, id_dim=4, id_dropout=1.0)

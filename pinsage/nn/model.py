@@ -71,6 +71,12 @@ class PinSage(nn.Module):
         aggr: neighbour pooling of the convolutions: ``"importance"``,
             ``"mean"``, ``"max"`` or ``"sum"``.
         dropout: dropout rate on the input of every convolution (training only).
+        id_dropout: probability :math:`p_{id}` that a node's id embedding is replaced by zeros in a
+            training step (one draw per distinct node of the step, so the node is "new" wherever it
+            appears in it). A new item gets a zero id row at inference (``pinsage embed``,
+            catalogue items), so this trains the network to embed an item from its content and
+            neighbourhood alone. Not rescaled (unlike dropout): the zeros are the state to learn,
+            not noise. Training only.
         normalize_output: L2-normalise the final embedding.
         magnitude: scale the normalised embedding by the learned length
             :math:`m_v` (needs ``normalize_output``).
@@ -97,6 +103,7 @@ class PinSage(nn.Module):
         normalize_output: bool = True,
         sparse: bool = False,
         magnitude: bool = False,
+        id_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if feature_dim < 0 or id_dim < 0:
@@ -113,6 +120,9 @@ class PinSage(nn.Module):
         self.num_layers = num_layers
         self.aggr = aggr
         self.dropout = dropout
+        if not 0.0 <= id_dropout < 1.0:
+            raise ValueError(f"id_dropout must be in [0, 1), got {id_dropout}")
+        self.id_dropout = float(id_dropout)
         self.normalize_output = normalize_output
         if magnitude and not normalize_output:
             raise ValueError("magnitude=True needs normalize_output=True")
@@ -133,7 +143,7 @@ class PinSage(nn.Module):
 
     #: the constructor arguments :meth:`get_config` records (``sparse`` is a training choice, not saved)
     CONFIG_KEYS = ("num_items", "feature_dim", "id_dim", "hidden_channels", "out_channels", "num_layers", "aggr",
-                   "dropout", "magnitude")
+                   "dropout", "magnitude", "id_dropout")
 
     def get_config(self) -> dict:
         """The architecture as plain values (JSON- and ``weights_only``-safe): ``PinSage(**get_config())``
@@ -158,7 +168,7 @@ class PinSage(nn.Module):
         m = settings
         return cls(num_items, feature_dim=feature_dim, id_dim=m.id_dim, hidden_channels=m.hidden_channels,
                    out_channels=m.out_channels, num_layers=m.num_layers, aggr=m.aggr, dropout=m.dropout,
-                   magnitude=m.magnitude, sparse=sparse)
+                   magnitude=m.magnitude, sparse=sparse, id_dropout=m.id_dropout)
 
     def reset_parameters(self) -> None:
         if self.id_embedding is not None:
@@ -205,7 +215,11 @@ class PinSage(nn.Module):
                 )
             parts.append(features.to(device=w.device, dtype=w.dtype))
         if self.id_embedding is not None:
-            parts.append(self.id_embedding(nodes.to(w.device)))
+            ids = self.id_embedding(nodes.to(w.device))                       # (n, D)
+            if self.training and self.id_dropout > 0:
+                keep = torch.rand(ids.size(0), 1, device=ids.device) >= self.id_dropout
+                ids = ids * keep.to(ids.dtype)                                 # rows of "new" items: 0
+            parts.append(ids)
         x = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
         return F.relu(self.input_proj(x))
 
