@@ -81,6 +81,8 @@ VARIANTS: dict[str, tuple[dict, bool]] = {
     "exact neighbourhoods, 4 steps": ({"sampler": {"method": "exact", "walk_length": 4, "restart_prob": 0.0}}, False),
     "exact neighbourhoods, walk pairs": ({"sampler": {"method": "exact"}, "train": {"pair_source": "walks"}}, False),
     "walk pairs, 5 per edge": ({"train": {"pair_source": "walks", "pair_window": 10}}, False),
+    "2000 easy negatives": ({"train": {"easy_negatives": 2000}}, False),
+    "id dropout 0.3": ({"model": {"id_dropout": 0.3}}, False),
 }
 
 METRICS = ("HR@10", "NDCG@10")
