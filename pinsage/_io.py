@@ -1,18 +1,22 @@
 """Atomic file writing and tabular input reading shared by every user-facing path."""
 from __future__ import annotations
 
+import csv
 import os
+import re
 import shutil
 import sys
 import tempfile
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["atomic_path", "atomic_dir", "replace_dir", "save_npy_atomic", "read_table", "sha256_file", "InputError"]
+__all__ = ["atomic_path", "atomic_dir", "replace_dir", "save_npy_atomic", "read_table", "sha256_file", "InputError",
+           "sniff_separator", "check_header"]
 
 
 class InputError(ValueError):
@@ -128,22 +132,159 @@ def save_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> None:
             np.save(f, array, allow_pickle=array.dtype == object)
 
 
+#: the separators a ``.csv`` / ``.txt`` file may use; a tie in the header line goes to the earlier one
+CSV_SEPARATORS = (",", "\t", ";", "|")
+_CSV_SUFFIXES = (".csv", ".csv.gz", ".txt", ".txt.gz", ".tsv", ".tsv.gz")
+_PARQUET_SUFFIXES = (".parquet", ".pq")
+_HEAD_BYTES = 1 << 16
+_BLOCK_BYTES = 1 << 24
+_QUOTED = re.compile(r'"[^"]*"')
+
+
+def _open_bytes(path: Path) -> BinaryIO:
+    """The file's bytes, decompressed when its name ends in ``.gz``."""
+    if path.name.lower().endswith(".gz"):
+        import gzip
+
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")
+
+
+def _csv_header(path: Path) -> tuple[str | None, str]:
+    """``(header line, encoding)`` of a CSV file: its first non-blank line (None when the file holds
+    nothing but blanks) and ``"utf-16"`` when it starts with a UTF-16 byte-order mark, else
+    ``"utf-8-sig"`` (UTF-8, a byte-order mark skipped). Reads only the file's first block."""
+    with _open_bytes(path) as f:
+        head = f.read(_HEAD_BYTES)
+        while b"\n" not in head and len(head) < _BLOCK_BYTES:  # a header line longer than one block
+            more = f.read(_HEAD_BYTES)
+            if not more:
+                break
+            head += more
+    encoding = "utf-16" if head.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig"
+    text = head.decode(encoding, errors="replace")  # a bad byte is located later, when pandas meets it
+    line = next((ln.rstrip("\r") for ln in text.split("\n") if ln.strip()), None)
+    return line, encoding
+
+
+def sniff_separator(line: str) -> str:
+    """The separator of a header line: the most frequent of :data:`CSV_SEPARATORS` outside double
+    quotes (ties to the earlier one); ``","`` when none occurs (a file of one column)."""
+    bare = _QUOTED.sub("", line)
+    counts = [bare.count(s) for s in CSV_SEPARATORS]
+    best = max(range(len(counts)), key=lambda i: (counts[i], -i))
+    return CSV_SEPARATORS[best] if counts[best] else ","
+
+
+def check_header(path: Path, line: str, sep: str) -> None:
+    """Refuse a header that names a column twice (pandas would silently rename the second ``x.1``)."""
+    try:
+        names = next(csv.reader([line], delimiter=sep, skipinitialspace=True))
+    except (csv.Error, StopIteration):
+        return  # a header csv cannot split on its own (a quoted newline): pandas has the last word
+    first: dict[str, int] = {}
+    for pos, name in enumerate(names, 1):
+        if name in first and name.strip():
+            raise InputError(f"{path}, line 1 (header): column {name!r} appears twice (columns {first[name]} "
+                             f"and {pos}); expected unique column names")
+        first.setdefault(name, pos)
+
+
+def _undecodable_line(path: Path) -> str:
+    """Where a file stops being UTF-8: ``"line N (bytes b'...')"``, scanning whole lines block by block
+    (a newline byte never lies inside a UTF-8 character). Only called to word an error."""
+    line_no, carry = 1, b""
+    with _open_bytes(path) as f:
+        while True:
+            block = f.read(_BLOCK_BYTES)
+            data = carry + block
+            cut = data.rfind(b"\n") + 1 if block else len(data)
+            part, carry = data[:cut], data[cut:]
+            if line_no == 1 and part.startswith(b"\xef\xbb\xbf"):
+                part = part[3:]
+            try:
+                part.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                bad_line = line_no + part.count(b"\n", 0, exc.start)
+                return f"line {bad_line} (bytes {part[exc.start:exc.end + 2]!r})"
+            line_no += part.count(b"\n")
+            if not block:
+                return "somewhere"
+
+
+def _read_csv(path: Path, name: str) -> pd.DataFrame:
+    """A CSV file with pandas' C parser, after checking its header line (see :func:`read_table`)."""
+    line, encoding = _csv_header(path)
+    if line is None:
+        raise InputError(f"{path}: no rows (the file is empty; expected a header line, then one row per line)")
+    sep = "\t" if ".tsv" in name else sniff_separator(line)
+    check_header(path, line, sep)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", pd.errors.DtypeWarning)  # mixed chunks: handled below
+            df = pd.read_csv(path, sep=sep, encoding=encoding, skipinitialspace=True)
+            # a long column can be typed per block (numbers in one, text in another): "12" would then be
+            # the number 12 on one row and the text "12" on another. Such columns are read again as text.
+            mixed = [c for c in df.columns if df[c].dtype == object
+                     and pd.api.types.infer_dtype(df[c], skipna=True).startswith("mixed")]
+            if mixed:
+                text = pd.read_csv(path, sep=sep, encoding=encoding, skipinitialspace=True, usecols=mixed, dtype=str)
+                for c in mixed:
+                    df[c] = text[c]
+    except UnicodeDecodeError as exc:
+        where = _undecodable_line(path) if encoding != "utf-16" else "somewhere"
+        raise InputError(f"{path}, {where}: not UTF-8 text ({exc.reason}); expected a UTF-8 (or UTF-16 "
+                         f"with a byte-order mark) file: save it as UTF-8") from exc
+    if len(df) == 0:
+        raise InputError(f"{path}: no rows (only the header line, with columns {list(df.columns)})")
+    return df
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    """A Parquet file; binary columns holding UTF-8 become text (see :func:`read_table`)."""
+    import pyarrow.parquet as pq
+
+    names = pq.read_schema(path).names  # the footer only; pandas/pyarrow fail obscurely on repeated names
+    dup = [n for i, n in enumerate(names) if n in names[:i]]
+    if dup:
+        raise InputError(f"{path}: column {dup[0]!r} appears twice (columns {names.index(dup[0]) + 1} and "
+                         f"{names.index(dup[0], names.index(dup[0]) + 1) + 1}); expected unique column names")
+    df = pd.read_parquet(path)
+    if len(df) == 0:
+        raise InputError(f"{path}: no rows (columns {list(df.columns)})")
+    for c in df.columns:
+        if df[c].dtype == object and pd.api.types.infer_dtype(df[c], skipna=True) == "bytes":
+            try:
+                df[c] = df[c].str.decode("utf-8")
+            except UnicodeDecodeError:
+                pass  # raw bytes stay bytes: id readers refuse them, naming the row
+    return df
+
+
 def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
     """Read a CSV (``.csv``, ``.tsv``, ``.txt``, optionally gzipped) or Parquet file into a DataFrame.
 
-    Raises :class:`InputError` naming the file when it is missing, of another format, or unreadable,
-    and naming the missing column when ``columns`` are asked for and absent.
+    CSV files are UTF-8 (a byte-order mark is skipped) or UTF-16 with a byte-order mark. The separator
+    of a ``.tsv`` file is a tab; that of a ``.csv`` / ``.txt`` file is whichever of ``,`` tab ``;``
+    ``|`` its header line holds most often (outside quotes). Spaces after a separator are skipped
+    (``user, item``). Values may be quoted (``"a,b"``; ``"123"`` is the number 123 in a numeric column). A column that pandas types per block (numbers in one block,
+    text in another) is read again as text, so one id is one value throughout. Binary Parquet columns
+    holding UTF-8 become text. ``df.attrs["source"]`` holds the path, for messages.
+
+    Raises :class:`InputError` naming the file when it is missing, of another format, unreadable, not
+    UTF-8, has no rows (empty or only a header), or names a column twice (pandas would rename the
+    second ``x.1``); and naming the missing column when ``columns`` are asked for and absent.
     """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: file not found")
     name = path.name.lower()
+    is_parquet = name.endswith(_PARQUET_SUFFIXES)
     try:
-        if name.endswith((".parquet", ".pq")):
-            df = pd.read_parquet(path)
-        elif name.endswith((".csv", ".csv.gz", ".txt", ".tsv", ".tsv.gz")):
-            sep = "\t" if ".tsv" in name else ","
-            df = pd.read_csv(path, sep=sep)
+        if is_parquet:
+            df = _read_parquet(path)
+        elif name.endswith(_CSV_SUFFIXES):
+            df = _read_csv(path, name)
         else:
             raise InputError(
                 f"{path}: not a CSV or Parquet file (expected a name ending in .csv, .tsv or .parquet)"
@@ -151,11 +292,13 @@ def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pd.
     except InputError:
         raise
     except Exception as exc:  # pandas/pyarrow raise many types for unreadable files
-        raise InputError(f"{path}: could not be read as {'Parquet' if 'parq' in name else 'CSV'}: {exc}") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: could not be read as {'Parquet' if is_parquet else 'CSV'}: {first}") from exc
     if columns:
         missing = [c for c in columns if c is not None and c not in df.columns]
         if missing:
             raise InputError(
                 f"{path}: missing column(s) {missing}; the file has columns {list(df.columns)}"
             )
+    df.attrs["source"] = str(path)
     return df

@@ -71,9 +71,9 @@ def test_bytes_per_edge_under_nine_on_large_graph():
 @pytest.mark.parametrize("mutate,match", [
     (lambda df: df.drop(columns=["item"]), "item column 'item' not found"),
     (lambda df: df.iloc[:0], "no rows"),
-    (lambda df: df.assign(item=[None, "a", "b", "c", "c", "a"]), r"null ids, e.g. row 0"),
-    (lambda df: df.assign(ts=["x", 1, 2, 3, 4, 5]), r"numeric times.*row 0"),
-    (lambda df: df.assign(w=[1, 1, -2, 1, 1, 1]), r"negative weights, e.g. row 2"),
+    (lambda df: df.assign(item=[None, "a", "b", "c", "c", "a"]), r"empty ids.*e.g. row 1 "),
+    (lambda df: df.assign(ts=["x", 1, 2, 3, 4, 5]), r"numeric times or dates.*row 1 "),
+    (lambda df: df.assign(w=[1, 1, -2, 1, 1, 1]), r"negative weights, e.g. row 3 "),
 ])
 def test_bad_input_names_column_and_row(frame, mutate, match):
     with pytest.raises(InputError, match=match):

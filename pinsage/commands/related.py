@@ -8,7 +8,8 @@ at once. FILE is either
 
 * a plain text file with one item id per line (no header; a first line reading ``item`` is taken
   as a header and skipped; blank lines are ignored), or
-* a CSV (first line holds a comma) or Parquet file with an ``item`` column (other columns ignored).
+* a CSV (first line holds a separator: ``,`` tab ``;`` or ``|``, as in ``pinsage train``'s input
+  files) or Parquet file with an ``item`` column (other columns ignored).
 
 Results go to ``--output FILE.csv`` or ``FILE.json`` (written atomically), or to stdout as CSV when
 ``--items`` is given without ``--output``. CSV is long format: columns ``query``, ``rank``,
@@ -37,7 +38,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from pinsage._io import InputError, atomic_path, read_table
+from pinsage._io import InputError, atomic_path, check_header, read_table, sniff_separator
 from pinsage.ids import py_scalar as _py
 from pinsage.ids import rows_of
 from pinsage.run import RunDir
@@ -66,15 +67,17 @@ def read_items_file(path: str | Path) -> list[str]:
             raise InputError(f"--items {path}: column {ITEMS_COLUMN!r} is empty in row {int(np.argmax(bad)) + 1}")
         return [str(v) for v in col.tolist()]
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        raw = path.read_bytes()
+        text = raw.decode("utf-16" if raw.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"--items {path}: could not be read as text: {exc}") from exc
     lines = text.splitlines()
     first = next((ln for ln in lines if ln.strip()), None)
     if first is None:
         raise InputError(f"--items {path}: no item ids (the file is empty)")
-    sep = "\t" if ".tsv" in name else ","
+    sep = "\t" if ".tsv" in name else sniff_separator(first)
     if sep in first:
+        check_header(path, first, sep)
         try:
             df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
         except Exception as exc:  # pandas raises several types on malformed CSV

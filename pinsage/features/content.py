@@ -38,7 +38,10 @@ categorical; other strings are text. When any of the lists is given, only the li
 used, and each must exist.
 
 Errors about the input raise :class:`pinsage._io.InputError`. Row numbers in messages count the
-table's data rows from 1 (in a CSV file with a header, row ``r`` is on line ``r + 1``).
+table's data rows from 1 (in a CSV file with a header, row ``r`` is on line ``r + 1``). Messages start
+with ``item features`` and the file (``df.attrs["source"]``, set by :func:`pinsage._io.read_table`).
+The table is checked for: no rows; a key that is empty or repeated (naming the id and its rows); a
+numeric column holding text or an infinite value (NaN or empty is a missing value, see above).
 """
 from __future__ import annotations
 
@@ -70,6 +73,12 @@ _MULTI_HOT_MIN_SHARE = 0.1
 def hash_token(token: str, seed: int = 0) -> int:
     """The unsigned 32-bit CRC-32 of ``token`` (UTF-8) started from ``seed``; stable everywhere."""
     return zlib.crc32(token.encode("utf-8"), seed & 0xFFFFFFFF) & 0xFFFFFFFF
+
+
+def _where(df: Any) -> str:
+    """How messages name a features table: ``item features PATH`` when it was read from a file."""
+    src = df.attrs.get("source") if isinstance(df, pd.DataFrame) else None
+    return f"item features {src}" if src else "item features"
 
 
 def _row(pos: int) -> int:
@@ -115,8 +124,9 @@ def _top_values(values: pd.Series, k: int) -> list[str]:
     return [str(v) for v, _ in order[:k]]
 
 
-def _to_numeric(s: pd.Series, column: Any) -> np.ndarray:
-    """A column as float64 (NaN for missing); InputError naming the column, row and value otherwise."""
+def _to_numeric(s: pd.Series, column: Any, where: str = "item features") -> np.ndarray:
+    """A column as float64 (NaN for missing); InputError starting with ``where`` and naming the column,
+    row and value for text that is not a number, and for an infinite value."""
     if pd.api.types.is_datetime64_any_dtype(s.dtype):
         ts = pd.to_datetime(s)
         if getattr(ts.dt, "tz", None) is not None:
@@ -136,7 +146,7 @@ def _to_numeric(s: pd.Series, column: Any) -> np.ndarray:
         if len(bad):
             p = int(bad[0])
             raise InputError(
-                f"item features: column {column!r} is numeric but row {_row(p)} holds {_py(raw.iloc[p])!r}, "
+                f"{where}: column {column!r} is numeric but row {_row(p)} holds {_py(raw.iloc[p])!r}, "
                 f"which is not a number ({len(bad)} such row(s))"
             )
         out = num.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -144,7 +154,7 @@ def _to_numeric(s: pd.Series, column: Any) -> np.ndarray:
     if len(inf):
         p = int(inf[0])
         raise InputError(
-            f"item features: column {column!r} is numeric but row {_row(p)} holds {_py(s.iloc[p])!r}, "
+            f"{where}: column {column!r} is numeric but row {_row(p)} holds {_py(s.iloc[p])!r}, "
             f"which is not a finite number ({len(inf)} such row(s))"
         )
     return out
@@ -264,13 +274,15 @@ class ItemFeatureEncoder:
             raise InputError(f"item features must be a pandas DataFrame, got {type(df).__name__}")
         if self.key not in df.columns:
             raise InputError(
-                f"item features: key column {self.key!r} not found; the table has columns {list(df.columns)}"
+                f"{_where(df)}: key column {self.key!r} not found; the table has columns {list(df.columns)}"
             )
+        if len(df) == 0:
+            raise InputError(f"{_where(df)}: no rows; expected one row per item")
         keys = df[self.key]
         na = np.flatnonzero(keys.isna().to_numpy())
         if len(na):
             raise InputError(
-                f"item features: key column {self.key!r} is empty at row(s) "
+                f"{_where(df)}: key column {self.key!r} is empty at row(s) "
                 f"{[_row(p) for p in na[:5]]}{' ...' if len(na) > 5 else ''} ({len(na)} row(s))"
             )
         dup = keys.duplicated(keep=False).to_numpy()
@@ -280,7 +292,7 @@ class ItemFeatureEncoder:
             rows = np.flatnonzero((keys == example).to_numpy())
             n_ids = int(keys[dup].nunique())
             raise InputError(
-                f"item features: key column {self.key!r} has duplicate ids ({n_ids} id(s) repeated); "
+                f"{_where(df)}: key column {self.key!r} has duplicate ids ({n_ids} id(s) repeated); "
                 f"e.g. {example!r} at rows {[_row(p) for p in rows[:5]]}{' ...' if len(rows) > 5 else ''}"
             )
         return _normalise_ids(keys.to_numpy())
@@ -289,7 +301,7 @@ class ItemFeatureEncoder:
         missing = [c for c in names if c not in df.columns]
         if missing:
             raise InputError(
-                f"item features: column(s) {missing} not found; the table has columns {list(df.columns)}"
+                f"{_where(df)}: column(s) {missing} not found; the table has columns {list(df.columns)}"
             )
 
     # ---------------------------------------------------------------- inference
@@ -335,10 +347,10 @@ class ItemFeatureEncoder:
         for kind, cols in lists.items():
             for c in cols or []:
                 if c in kind_of and kind_of[c] != kind:
-                    raise InputError(f"item features: column {c!r} is listed as both {kind_of[c]} and {kind}")
+                    raise InputError(f"{_where(df)}: column {c!r} is listed as both {kind_of[c]} and {kind}")
                 kind_of[c] = kind
         if self.key in kind_of:
-            raise InputError(f"item features: the key column {self.key!r} cannot also be a feature column")
+            raise InputError(f"{_where(df)}: the key column {self.key!r} cannot also be a feature column")
         self._check_columns(df, list(kind_of))
         excl = set(self.exclude)
         # keep the table's column order
@@ -353,7 +365,7 @@ class ItemFeatureEncoder:
             s = df[name]
             spec: dict[str, Any] = {"name": name, "kind": kind}
             if kind == "numeric":
-                x = _to_numeric(s, name)
+                x = _to_numeric(s, name, _where(df))
                 ok = x[~np.isnan(x)]
                 mean = float(ok.mean()) if len(ok) else 0.0
                 std = float(ok.std()) if len(ok) else 1.0
@@ -381,7 +393,7 @@ class ItemFeatureEncoder:
             series = df[s["name"]]
             kind = s["kind"]
             if kind == "numeric":
-                x = (_to_numeric(series, s["name"]) - s["mean"]) / s["std"]
+                x = (_to_numeric(series, s["name"], _where(df)) - s["mean"]) / s["std"]
                 block[:, 0] = np.nan_to_num(x, nan=0.0)
             elif kind == "multi_hot":
                 tok = _split_tokens(series, self.sep)
@@ -527,7 +539,7 @@ def check_unknown(df: pd.DataFrame, item_ids: Any, key: str) -> None:
     The message gives the count and up to 5 example ids. Returns None when every id is known.
     """
     if key not in df.columns:
-        raise InputError(f"item features: key column {key!r} not found; the table has columns {list(df.columns)}")
+        raise InputError(f"{_where(df)}: key column {key!r} not found; the table has columns {list(df.columns)}")
     keys = _normalise_ids(df[key].dropna().to_numpy())
     ids = _normalise_ids(item_ids)
     k, i = _as_comparable(keys, ids)
@@ -536,6 +548,6 @@ def check_unknown(df: pd.DataFrame, item_ids: Any, key: str) -> None:
         bad = pd.unique(df[key].dropna().to_numpy()[unknown])
         examples = [_py(v) for v in bad[:5]]
         raise InputError(
-            f"item features: {len(bad)} id(s) in column {key!r} are not items of the interaction graph, "
+            f"{_where(df)}: {len(bad)} id(s) in column {key!r} are not items of the interaction graph, "
             f"e.g. {examples}"
         )

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pinsage._io import InputError
-from pinsage.features.content import ItemFeatureEncoder, check_unknown
+from pinsage.features.content import ItemFeatureEncoder, _where, check_unknown
 from pinsage.features.structural import fold_in_spectral, log_degree_feature, spectral_item_features
 from pinsage.ids import coerce_ids, head, positions
 
@@ -147,8 +147,9 @@ def catalogue_items(graph: InteractionGraph, item_features: pd.DataFrame, item_k
     if values.dtype.kind != ids.dtype.kind:
         conv, bad = coerce_ids(values, ids)
         if bad.any():
-            raise InputError(f"item features: column {item_key!r} holds ids that are not of the interactions' "
-                             f"id type ({ids.dtype}), e.g. {head(values[bad])}")
+            raise InputError(f"{_where(item_features)}: column {item_key!r} holds ids that are not of the "
+                             f"interactions' id type ({ids.dtype}), e.g. row {int(np.argmax(bad)) + 1}: "
+                             f"{head(values[bad])}")
         values = conv
     new = positions(values, ids) < 0
     out = values[new]

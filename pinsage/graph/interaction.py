@@ -29,6 +29,7 @@ import pandas as pd
 
 from pinsage._io import InputError, atomic_dir, read_table
 from pinsage.graph._csr import fill_transpose
+from pinsage.ids import py_scalar
 
 __all__ = ["InteractionGraph", "FORMAT_VERSION"]
 
@@ -40,11 +41,25 @@ def _index_dtype(n: int) -> np.dtype:
     return np.dtype(np.int32) if n <= _INT32_MAX else np.dtype(np.int64)
 
 
+#: :func:`pandas.api.types.infer_dtype` kinds of an object column that are ids of one type
+_ID_KINDS = frozenset({"string", "integer", "floating", "decimal", "boolean", "empty"})
+_NESTED = (list, tuple, dict, set, np.ndarray)
+
+
 def _example_row(df: pd.DataFrame, mask: np.ndarray) -> str:
-    """Describe the first row where ``mask`` holds: its position and its values."""
+    """Describe the first row where ``mask`` holds: its 1-based data row (line ``r + 1`` of a CSV file
+    with a header), its values (first 8 columns), and how many rows are alike."""
     pos = int(np.flatnonzero(mask)[0])
-    row = df.iloc[pos].to_dict()
-    return f"row {pos} ({row}); {int(mask.sum())} such row(s) in all"
+    row = {c: py_scalar(df[c].iloc[pos]) for c in list(df.columns)[:8]}
+    return f"row {pos + 1} ({row}); {int(mask.sum())} such row(s) in all"
+
+
+def _microseconds(s: pd.Series) -> np.ndarray:
+    """A datetime column (any unit; time-zone aware ones converted to UTC) as int64 microseconds
+    since 1970-01-01."""
+    if getattr(s.dt, "tz", None) is not None:
+        s = s.dt.tz_convert("UTC").dt.tz_localize(None)
+    return s.dt.as_unit("us").to_numpy().view(np.int64).copy()
 
 
 class InteractionGraph:
@@ -256,8 +271,10 @@ class InteractionGraph:
 
         Original ids may be of any hashable dtype; dense indices follow sorted order of the ids where
         they sort, first appearance otherwise. Raises :class:`~pinsage.InputError` naming the column and
-        an example row for: a missing column, null ids, an empty frame, a non-numeric time, a negative
-        or non-numeric weight. ``source`` names the input in messages (a file path).
+        the first offending row (1-based) for: a missing column, an empty frame, empty ids, ids that are
+        lists, structs, non-UTF-8 bytes or of mixed types (see :meth:`_id_column`), a missing, infinite
+        or non-numeric time (datetimes become int64 microseconds, see :meth:`_numeric_time`), a
+        negative or non-numeric weight. ``source`` names the input in messages (a file path).
         """
         if not isinstance(df, pd.DataFrame):
             raise InputError(f"{source}: expected a pandas DataFrame, got {type(df).__name__}")
@@ -266,10 +283,8 @@ class InteractionGraph:
                 raise InputError(f"{source}: {role} column {col!r} not found; columns are {list(df.columns)}")
         if len(df) == 0:
             raise InputError(f"{source}: no rows; expected at least one ({group_col}, {item_col}) interaction")
-        for col in (group_col, item_col):
-            null = df[col].isna().to_numpy()
-            if null.any():
-                raise InputError(f"{source}: column {col!r} has null ids, e.g. {_example_row(df, null)}")
+        groups = cls._id_column(df, group_col, source)
+        items = cls._id_column(df, item_col, source)
         time = None
         if time_col is not None:
             time = cls._numeric_time(df, time_col, source)
@@ -278,34 +293,67 @@ class InteractionGraph:
             w = pd.to_numeric(df[weight_col], errors="coerce")
             bad = w.isna().to_numpy() | ~np.isfinite(w.to_numpy(dtype=float, na_value=np.nan))
             if bad.any():
-                raise InputError(f"{source}: column {weight_col!r} must be a finite number, "
-                                 f"e.g. {_example_row(df, bad)}")
+                raise InputError(f"{source}: column {weight_col!r} must be a finite number (a weight on every "
+                                 f"row), e.g. {_example_row(df, bad)}")
             neg = (w < 0).to_numpy()
             if neg.any():
                 raise InputError(f"{source}: column {weight_col!r} has negative weights, "
                                  f"e.g. {_example_row(df, neg)}")
             weight = w.to_numpy(dtype=np.float64)
-        g_codes, g_uniques = cls._factorize(df[group_col])
-        i_codes, i_uniques = cls._factorize(df[item_col])
+        g_codes, g_uniques = cls._factorize(groups, source)
+        i_codes, i_uniques = cls._factorize(items, source)
         return cls.from_edges(
             g_codes, i_codes, num_groups=len(g_uniques), num_items=len(i_uniques),
             weight=weight, time=time, item_ids=i_uniques, group_ids=g_uniques,
         )
 
     @staticmethod
-    def _factorize(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    def _id_column(df: pd.DataFrame, col: str, source: str) -> pd.Series:
+        """The ids of ``col``, checked: no empty cell, and values of one scalar type (numbers, text,
+        decimals or booleans). Binary values holding UTF-8 become text. Raises InputError naming the
+        column and the first offending row for: empty cells; lists or structs (nested Parquet types);
+        binary values that are not UTF-8; a mix of types (numbers and text in a DataFrame built by
+        hand; :func:`~pinsage._io.read_table` reads such a file column as text). Vectorised; a
+        per-row pass only to word an error."""
+        s = df[col]
+        null = s.isna().to_numpy()
+        if null.any():
+            raise InputError(f"{source}: column {col!r} has empty ids (expected an id on every row), "
+                             f"e.g. {_example_row(df, null)}")
+        if s.dtype != object:
+            return s
+        kind = pd.api.types.infer_dtype(s, skipna=False)
+        if kind in _ID_KINDS:
+            return s
+        if kind == "bytes":
+            try:
+                return s.str.decode("utf-8")
+            except UnicodeDecodeError:
+                bad = s.map(lambda b: b.decode("utf-8", errors="replace").encode("utf-8") != b).to_numpy(dtype=bool)
+                raise InputError(f"{source}: column {col!r} holds binary values that are not UTF-8 text, "
+                                 f"e.g. {_example_row(df, bad)}; expected ids that are numbers or text") from None
+        types = s.map(type)
+        nested = types.map(lambda t: issubclass(t, _NESTED)).to_numpy(dtype=bool)
+        if nested.any():
+            first = types.iloc[int(np.flatnonzero(nested)[0])]
+            what = "struct" if issubclass(first, dict) else "list"
+            raise InputError(f"{source}: column {col!r} holds {what} values, e.g. {_example_row(df, nested)}; "
+                             f"expected one id (a number or a text) per row")
+        other = (types != types.iloc[0]).to_numpy()
+        kinds = sorted({t.__name__ for t in types.unique()})
+        raise InputError(f"{source}: column {col!r} mixes id types {kinds}: row 1 holds a {types.iloc[0].__name__}, "
+                         f"{_example_row(df, other)}; convert it to one type (e.g. all strings) first")
+
+    @staticmethod
+    def _factorize(col: pd.Series, source: str = "DataFrame") -> tuple[np.ndarray, np.ndarray]:
+        """Dense codes (int64) and the sorted unique ids of a column checked by :meth:`_id_column`."""
         try:
             codes, uniques = pd.factorize(col, sort=True)
-        except TypeError as exc:  # mixed types that do not sort
+        except TypeError as exc:  # values of one kind that still do not sort
             kinds = sorted({type(v).__name__ for v in col.iloc[:100000]})
-            raise InputError(f"column {col.name!r} mixes id types {kinds}; convert it to one type "
+            raise InputError(f"{source}: column {col.name!r} mixes id types {kinds}; convert it to one type "
                              f"(e.g. all strings) first") from exc
         uniques = np.asarray(uniques)
-        if uniques.dtype == object:
-            kinds = pd.Series(uniques).map(type).unique()
-            if len(kinds) > 1:
-                raise InputError(f"column {col.name!r} mixes id types {sorted(k.__name__ for k in kinds)}; "
-                                 f"convert it to one type (e.g. all strings) first")
         if uniques.dtype == object and len(uniques) and all(isinstance(u, str) for u in uniques[:1000]):
             try:
                 uniques = uniques.astype(str)
@@ -315,22 +363,33 @@ class InteractionGraph:
 
     @staticmethod
     def _numeric_time(df: pd.DataFrame, col: str, source: str) -> np.ndarray:
+        """Edge times: numbers as they are (int64 or float64); datetimes (``datetime64`` of any unit,
+        time-zone aware ones in UTC, dates, date text read from a CSV) as int64 microseconds since
+        1970-01-01 UTC. Raises InputError naming the first row of: a missing time (empty cell, NaN,
+        NaT), an infinite one, a value that is neither a number nor a date."""
         s = df[col]
+        missing = s.isna().to_numpy()
+        if missing.any():
+            raise InputError(f"{source}: column {col!r} has missing times (expected a time on every row), "
+                             f"e.g. {_example_row(df, missing)}")
         if pd.api.types.is_datetime64_any_dtype(s):
-            if s.isna().any():
-                raise InputError(f"{source}: column {col!r} has missing times, e.g. "
-                                 f"{_example_row(df, s.isna().to_numpy())}")
-            return s.astype("int64").to_numpy()
+            return _microseconds(s)
         t = pd.to_numeric(s, errors="coerce")
         bad = t.isna().to_numpy()
-        if bad.any() and not pd.api.types.is_numeric_dtype(s):
-            d = pd.to_datetime(s, errors="coerce", utc=True, format="mixed")  # dates read from CSV as text
-            if not d.isna().any():
-                return d.astype("int64").to_numpy()
         if bad.any():
-            raise InputError(f"{source}: column {col!r} must hold numeric times (or datetimes), "
-                             f"e.g. {_example_row(df, bad)}")
-        return t.to_numpy()
+            d = pd.to_datetime(s, errors="coerce", utc=True, format="mixed")  # dates read from CSV as text
+            bad_date = d.isna().to_numpy()
+            if not bad_date.any():
+                return _microseconds(d)
+            neither = bad & bad_date
+            raise InputError(f"{source}: column {col!r} must hold numeric times or dates, "
+                             f"e.g. {_example_row(df, neither if neither.any() else bad)}")
+        t = t.to_numpy()
+        if t.dtype.kind == "f":
+            inf = ~np.isfinite(t)
+            if inf.any():
+                raise InputError(f"{source}: column {col!r} must hold finite times, e.g. {_example_row(df, inf)}")
+        return t
 
     @classmethod
     def from_file(
