@@ -2,8 +2,10 @@
 closure hard-negative sampler (first walk visit outside a query's two-hop importance closure).
 
 Random numbers come from a counter-based generator (splitmix64 seeding a xorshift64* stream per
-seed position), so results depend only on ``(seed, batch key, position)``, never on thread count or
-scheduling.
+row), so results depend only on ``(seed, batch key, row id)``, never on thread count or scheduling.
+A row's id is its position in the call unless the caller gives ``row_ids`` (e.g. the row's position in
+a global batch split over processes, or its item id), so a row's result need not depend on which
+other rows are in the same call.
 """
 from __future__ import annotations
 
@@ -143,7 +145,7 @@ def _topk_one(visits, nv, table_items, table_counts, keys, nbr_row, cnt_row):
 @nb.njit(cache=True, nogil=True)
 def walk_topk_range(
     seeds, item_indptr, item_groups, group_indptr, group_items,
-    num_walks, walk_length, restart_prob, key, nbr, cnt, nout, start, stop,
+    num_walks, walk_length, restart_prob, key, row_ids, nbr, cnt, nout, start, stop,
 ):
     """Visit counts of random walks with restart, top-T per seed, for ``seeds[start:stop]``.
 
@@ -154,7 +156,8 @@ def walk_topk_range(
 
     Writes rows ``start..stop-1`` of the outputs ``nbr (B, T) int64`` (pre-filled with -1),
     ``cnt (B, T) int32`` and ``nout (B,) int64`` (valid entries per row). The random stream of row
-    ``b`` depends only on ``(key, b)``, so any split of the rows over threads gives the same result.
+    ``b`` depends only on ``(key, row_ids[b])`` (``row_ids`` ``(B,)`` int64; ``arange(B)`` for streams
+    by position), so any split of the rows over threads gives the same result.
     Releases the GIL: call it from several Python threads on disjoint ranges.
     """
     always_stop = restart_prob >= 1.0
@@ -171,7 +174,7 @@ def walk_topk_range(
     table_items = np.full(table_size, -1, dtype=np.int64)
     table_counts = np.zeros(table_size, dtype=np.int32)
     for b in range(start, stop):
-        state = _splitmix64(base ^ (np.uint64(b + 1) * np.uint64(_GOLDEN))) | np.uint64(1)
+        state = _splitmix64(base ^ (np.uint64(row_ids[b] + 1) * np.uint64(_GOLDEN))) | np.uint64(1)
         nv = _walk_one(seeds[b], state, item_indptr, item_groups, group_indptr, group_items,
                        num_walks, walk_length, threshold, always_stop, visits)
         nout[b] = _topk_one(visits, nv, table_items, table_counts, keys, nbr[b], cnt[b])
@@ -202,7 +205,7 @@ def _set_add(table, used, n_used, v):
 @nb.njit(cache=True, nogil=True)
 def beyond_closure_range(
     queries, nb_indptr, nb_indices, fan_out, item_indptr, item_groups, group_indptr, group_items,
-    walk_length, restart_prob, max_tries, key, out, start, stop,
+    walk_length, restart_prob, max_tries, key, row_ids, out, start, stop,
 ):
     """Hard negatives as the first walk visit outside a query's importance closure, rows ``start..stop-1``.
 
@@ -214,7 +217,7 @@ def beyond_closure_range(
     hops) and keeps the first visited item not in ``H(q)``; after ``max_tries`` walks without one
     the entry stays ``-1``. ``out`` ``(B, H)`` int64 must be pre-filled with -1; sample ``k`` of a row
     does not depend on ``H``, so a larger ``H`` extends the row. The random stream of row ``b``
-    depends only on ``(key, b)``. Releases the GIL.
+    depends only on ``(key, row_ids[b])`` (``row_ids`` ``(B,)`` int64). Releases the GIL.
     """
     threshold = np.uint64(restart_prob * 18446744073709549568.0)
     cap = 1 + fan_out + fan_out * fan_out
@@ -233,7 +236,7 @@ def beyond_closure_range(
             n_used = _set_add(table, used, n_used, n1)
             for e in range(nb_indptr[n1], min(nb_indptr[n1 + 1], nb_indptr[n1] + fan_out)):
                 n_used = _set_add(table, used, n_used, np.int64(nb_indices[e]))
-        state = _splitmix64(base ^ (np.uint64(b + 1) * np.uint64(_GOLDEN))) | np.uint64(1)
+        state = _splitmix64(base ^ (np.uint64(row_ids[b] + 1) * np.uint64(_GOLDEN))) | np.uint64(1)
         for k in range(out.shape[1]):
             for _try in range(max_tries):
                 cur = q

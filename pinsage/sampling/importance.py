@@ -122,12 +122,22 @@ class ImportanceSampler:
             self._calls += 1
         return stream_key(self.seed, key)
 
-    def sample_arrays(self, seeds: np.ndarray, key: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The padded kernel output: ``(nbr (B, T) int64 with -1 padding, counts (B, T) int32, n (B,))``."""
+    def sample_arrays(self, seeds: np.ndarray, key: int | None = None,
+                      stream_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The padded kernel output: ``(nbr (B, T) int64 with -1 padding, counts (B, T) int32, n (B,))``.
+
+        Row ``b``'s walks draw from the stream of ``(seed, key, stream_ids[b])``; ``stream_ids``
+        ``(B,)`` defaults to ``arange(B)`` (streams by position in the call). Giving the seeds
+        themselves makes a seed's neighbourhood independent of the other seeds of the call."""
         g = self.graph
         seeds = np.ascontiguousarray(seeds, dtype=np.int64)
         if seeds.ndim != 1:
             raise ValueError(f"seeds must be 1-D, got shape {seeds.shape}")
+        if stream_ids is None:
+            stream_ids = np.arange(len(seeds), dtype=np.int64)
+        stream_ids = np.ascontiguousarray(stream_ids, dtype=np.int64)
+        if stream_ids.shape != seeds.shape:
+            raise ValueError(f"stream_ids must have the shape of seeds {seeds.shape}, got {stream_ids.shape}")
         if len(seeds) and (seeds.min() < 0 or seeds.max() >= g.num_items):
             raise IndexError(f"seed indices must lie in [0, {g.num_items}), got range "
                              f"[{seeds.min()}, {seeds.max()}]")
@@ -136,7 +146,7 @@ class ImportanceSampler:
         cnt = np.zeros((B, self.num_neighbors), dtype=np.int32)
         nout = np.zeros(B, dtype=np.int64)
         args = (seeds, g.item_indptr, g.item_groups, g.group_indptr, g.group_items,
-                self.num_walks, self.walk_length, self.restart_prob, self._key(key), nbr, cnt, nout)
+                self.num_walks, self.walk_length, self.restart_prob, self._key(key), stream_ids, nbr, cnt, nout)
         # the kernel releases the GIL; split the rows over a small thread pool (cheap to dispatch,
         # and unlike an OpenMP team it does not spin when the machine is oversubscribed)
         n_parts = min(self.num_threads, max(1, B // 64))
@@ -152,10 +162,12 @@ class ImportanceSampler:
                 f.result()
         return nbr, cnt, nout
 
-    def __call__(self, seeds: torch.Tensor | np.ndarray, key: int | None = None) -> SampledNeighborhoods:
-        """Neighbourhoods of ``seeds`` (1-D dense item indices, ``(B,)``) as CSR; see the class doc."""
+    def __call__(self, seeds: torch.Tensor | np.ndarray, key: int | None = None,
+                 stream_ids: np.ndarray | None = None) -> SampledNeighborhoods:
+        """Neighbourhoods of ``seeds`` (1-D dense item indices, ``(B,)``) as CSR; see the class doc and
+        :meth:`sample_arrays` for ``stream_ids``."""
         seeds_np = seeds.cpu().numpy() if isinstance(seeds, torch.Tensor) else np.asarray(seeds)
-        nbr, cnt, n = self.sample_arrays(seeds_np, key)
+        nbr, cnt, n = self.sample_arrays(seeds_np, key, stream_ids)
         valid = nbr >= 0
         indices = nbr[valid]
         counts = cnt[valid]

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from pinsage.sampling.blocks import Block, Neighborhoods, build_blocks
+from pinsage.sampling.blocks import Block, Neighborhoods, NeighborSampler, build_blocks
+from pinsage.sampling.importance import ImportanceSampler
 from pinsage.train.negatives import HardNegatives
 from pinsage.train.pairs import GroupBalancedDraw
 
@@ -51,19 +52,36 @@ class PairBatch:
 
 
 class PairBatchDataset(IterableDataset):
-    """Yields the :class:`PairBatch` es of one epoch.
+    """Yields the :class:`PairBatch` es of one epoch (this rank's share of each global batch).
 
-    The epoch's pair order, negatives and (when ``neighborhoods`` is a sampler) neighbourhoods
-    depend only on ``(seed, epoch, batch number)``, so any number of workers and a resumed run give
-    the same batches. Batch ``b`` is built by worker ``b % num_workers``; under data parallelism,
-    rank ``r`` of ``world_size`` takes pairs ``r::world_size`` of each global batch.
+    Every random choice is keyed by ``(seed, epoch, global batch number, position in the global
+    batch)``, never by the rank, the number of ranks or workers, or the order of the calls, so any
+    number of workers, any number of ranks and a resumed run see the same global batches. Batch
+    ``b`` is built by worker ``b % num_workers``; under data parallelism rank ``r`` of
+    ``world_size`` takes positions ``r, r + world_size, ...`` of each global batch of
+    ``batch_size`` pairs, and the union over the ranks is exactly the batch one process would get:
+
+    * the pairs: global batch ``b`` is rows ``[b * batch_size, (b + 1) * batch_size)`` of the
+      epoch's order (:meth:`order`, keyed by ``(seed, epoch)``);
+    * the ``easy_negatives`` shared negatives: drawn once per global batch from the generator of
+      ``(seed, epoch, b)``, identical on every rank;
+    * the hard negatives of the pair at position ``i``: from the same generator's column draws for
+      all ``batch_size`` positions (``"table"``) or the walk stream of ``(seed, key(epoch, b), i)``
+      (``"closure"``); see :class:`~pinsage.train.negatives.HardNegatives`;
+    * the neighbourhoods, when ``neighborhoods`` is an :class:`~pinsage.sampling.ImportanceSampler`
+      rather than a fixed table: item ``v``'s neighbourhood at hop ``h`` of batch ``b`` comes from
+      the walk stream of ``(seed, key(epoch, b, h), v)``, whichever other items the rank's batch
+      holds. (Any other sampler callable is called as it is, unkeyed.)
+
+    Only which rank computes a pair's loss changes; the masks, node ids and positions of a pair are
+    the same (``tests/test_data_parallel.py``).
     """
 
     def __init__(
         self,
         pairs: np.ndarray,
         num_items: int,
-        neighborhoods: Neighborhoods,
+        neighborhoods: Neighborhoods | ImportanceSampler | NeighborSampler,
         num_layers: int,
         features: np.ndarray | None,
         hard_negatives_sampler: "HardNegatives | None",
@@ -114,23 +132,38 @@ class PairBatchDataset(IterableDataset):
         order = self.order()
         n_batches = max(1, len(order) // self.batch_size)
         for b in range(worker, n_batches, workers):
-            rows = order[b * self.batch_size:(b + 1) * self.batch_size][self.rank::self.world_size]
+            rows = order[b * self.batch_size:(b + 1) * self.batch_size]
             yield self.make_batch(self.pairs[rows], b)
 
-    def make_batch(self, pairs: np.ndarray, batch_number: int) -> PairBatch:
+    def batch_key(self, batch_number: int) -> int:
+        """The integer key of global batch ``batch_number`` of this epoch (closure walks, sampling)."""
+        return self.epoch * 1_000_003 + batch_number
+
+    def make_batch(self, batch_pairs: np.ndarray, batch_number: int) -> PairBatch:
+        """This rank's share of global batch ``batch_number``, whose pairs are ``batch_pairs`` ``(G, 2)``
+        (every rank's): the pairs at positions ``rank::world_size``, ``B = ceil((G - rank) / world_size)``
+        of them, with the batch's ``N`` shared easy negatives and ``H`` hard negatives per pair
+        (drawn for their global positions, see the class doc)."""
+        G = len(batch_pairs)
+        positions = np.arange(self.rank, G, self.world_size, dtype=np.int64)   # (B,) in the global batch
+        pairs = batch_pairs[positions]
         rng = np.random.default_rng([self.seed, self.epoch, batch_number, 0xBEE])
         B = len(pairs)
         q, p = pairs[:, 0], pairs[:, 1]
-        easy = rng.integers(0, self.num_items, self.easy_negatives)
+        easy = rng.integers(0, self.num_items, self.easy_negatives)            # (N,) the same on every rank
         if self.hard_negatives > 0:
-            hard = self.hard_sampler(q, self.hard_negatives, rng, key=self.epoch * 1_000_003 + batch_number)
+            hard = self.hard_sampler(q, self.hard_negatives, rng, key=self.batch_key(batch_number),
+                                     positions=positions, num_positions=G)    # (B, H)
         else:
             hard = np.zeros((B, 0), dtype=np.int64)
         hard_mask = (hard >= 0) & (hard != p[:, None]) & (hard != q[:, None])
         hard = np.where(hard >= 0, hard, q[:, None])
         easy_mask = (easy[None, :] != p[:, None]) & (easy[None, :] != q[:, None])
         nodes, inverse = np.unique(np.concatenate([q, p, easy, hard.ravel()]), return_inverse=True)
-        blocks = build_blocks(torch.from_numpy(nodes), self.neighborhoods, self.num_layers)
+        neighborhoods = self.neighborhoods
+        if isinstance(neighborhoods, ImportanceSampler):
+            neighborhoods = _KeyedSampler(neighborhoods, self.batch_key(batch_number), self.num_layers)
+        blocks = build_blocks(torch.from_numpy(nodes), neighborhoods, self.num_layers)
         feats = None
         if self.features is not None:
             feats = torch.from_numpy(np.ascontiguousarray(self.features[blocks[0].src_nodes.numpy()]))
@@ -142,6 +175,22 @@ class PairBatchDataset(IterableDataset):
             easy_mask=torch.from_numpy(easy_mask),
             hard=inv[2 * B + n_easy:].reshape(B, hard.shape[1]), hard_mask=torch.from_numpy(hard_mask),
         )
+
+
+class _KeyedSampler:
+    """The sampler of one global batch: hop ``h`` (0 = the seeds' own neighbourhoods, in the order
+    :func:`build_blocks` asks) samples with key ``2**40 + batch_key * num_layers + h`` and one walk
+    stream per item id, so an item's neighbourhood depends on ``(seed, batch, hop, item)`` only
+    (the offset keeps these keys apart from :func:`~pinsage.sampling.all_neighborhoods`' chunk keys)."""
+
+    def __init__(self, sampler: ImportanceSampler, batch_key: int, num_layers: int) -> None:
+        self.sampler, self.key, self.num_layers, self.hop = sampler, batch_key, num_layers, 0
+
+    def __call__(self, nodes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        ids = nodes.numpy() if isinstance(nodes, torch.Tensor) else np.asarray(nodes)
+        nb = self.sampler(ids, key=(1 << 40) + self.key * self.num_layers + self.hop, stream_ids=ids)
+        self.hop += 1
+        return nb.offsets, nb.indices, nb.weights
 
 
 def _worker_init(_: int) -> None:

@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from pinsage.graph import InteractionGraph
     from pinsage.sampling.blocks import Neighborhoods
 
-__all__ = ["HardNegatives", "curriculum_hard_count", "rank_window", "walk_window_sampler", "HARD_NEGATIVE_METHODS"]
+__all__ = ["HardNegatives", "curriculum_hard_count", "rank_window", "walk_window_sampler", "window_table",
+           "HARD_NEGATIVE_METHODS"]
 
 #: with ``method="auto"``, catalogues up to this size get the precomputed table, larger ones ``"closure"``
 TABLE_MAX_ITEMS = 200_000
@@ -51,8 +52,9 @@ class HardNegatives:
       ``walk_length`` item -> group -> item hops, ``num_walks`` walks, by default enough that ranks
       up to ``hi`` are visited: 2,000 for the paper's window); the visit counts rank the catalogue
       from each item and the items ranked ``[lo, hi)`` are stored once in a ``(num_items, hi - lo)``
-      int32 table. Costs ``num_walks`` x ~5 hops per item before training: right for catalogues
-      up to :data:`TABLE_MAX_ITEMS` (MovieLens-100K: well under a second).
+      int32 table (:func:`window_table`: 4 bytes per entry, 2.4 GB at 200k items with the paper's
+      3,000-wide window, and nothing else kept). Costs ``num_walks`` x ~5 hops per item before
+      training: right for catalogues up to :data:`TABLE_MAX_ITEMS` (MovieLens-100K: well under a second).
     * ``"closure"``: nothing precomputed; per batch, for each query :math:`q` the closure
       :math:`H(q)` = :math:`q`, its first :math:`f` importance neighbours and their first :math:`f`
       (:math:`f = \lceil\sqrt{lo}\,\rceil`: at most :math:`1 + f + f^2` items, in practice fewer
@@ -99,30 +101,66 @@ class HardNegatives:
         self.fan_out = max(1, math.ceil(math.sqrt(window[0])))
         self.table: np.ndarray | None = None
         if method == "table":
-            lo, hi = window
-            sampler = walk_window_sampler(graph, window, num_walks, walk_length, restart_prob, seed)
-            self.table = np.concatenate([
-                sampler.sample_arrays(np.arange(a, min(a + 4096, graph.num_items)), key=a)[0][:, lo:hi]
-                for a in range(0, graph.num_items, 4096)]).astype(np.int32)  # -1 where fewer were visited
+            self.table = window_table(graph, window, num_walks, walk_length, restart_prob, seed)
 
-    def __call__(self, queries: np.ndarray, count: int, rng: np.random.Generator, key: int = 0) -> np.ndarray:
-        """``(B, count)`` hard negatives for ``queries`` (``-1`` where a query has too few candidates).
+    def __call__(self, queries: np.ndarray, count: int, rng: np.random.Generator, key: int = 0,
+                 positions: np.ndarray | None = None, num_positions: int | None = None) -> np.ndarray:
+        """``(B, count)`` hard negatives for ``queries`` ``(B,)`` (``-1`` where a query has too few
+        candidates).
 
-        ``"table"`` draws from the stored windows with ``rng``; ``"closure"`` is seeded by
-        ``(seed, key)`` alone.
+        The queries may be a subset of a larger (global) batch of ``num_positions`` queries, query
+        ``b`` sitting at ``positions[b]`` there (default: ``arange(B)`` of ``B``). A query's negatives
+        depend only on its position, never on which other positions are asked for, so a batch split
+        over processes gets the negatives the whole batch would get:
+
+        * ``"table"``: column draws ``rng.integers(0, hi - lo, (num_positions, count))`` are made once
+          for every position of the batch, and ``B`` rows ``positions`` of them pick from the stored
+          windows (the ``(B, count)`` draws of a call without ``positions``: the same stream);
+        * ``"closure"``: the walks of query ``b`` use the stream of ``(seed, key, positions[b])``.
         """
         queries = np.asarray(queries)
+        if positions is None:
+            positions = np.arange(len(queries), dtype=np.int64)
+        positions = np.asarray(positions, dtype=np.int64)
+        if num_positions is None:
+            num_positions = len(queries)
+        if positions.shape != queries.shape or (len(positions) and (positions.min() < 0 or positions.max() >= num_positions)):
+            raise ValueError(f"positions must be {queries.shape} indices below num_positions {num_positions}")
         if self.table is not None:
-            cand = self.table[queries]
-            cols = rng.integers(0, cand.shape[1], (len(queries), count))
+            cand = self.table[queries]                                          # (B, hi - lo)
+            cols = rng.integers(0, cand.shape[1], (num_positions, count))[positions]  # (B, count)
             return np.take_along_axis(cand, cols, 1)
         g, nb = self.graph, self.neighborhoods
         out = np.full((len(queries), count), -1, dtype=np.int64)
         beyond_closure_range(queries.astype(np.int64), nb.indptr, nb.indices, self.fan_out,
                              g.item_indptr, g.item_groups, g.group_indptr, g.group_items,
                              self.walk_length, self.restart_prob, self.max_tries,
-                             stream_key(self.seed + 7919, key), out, 0, len(queries))
+                             stream_key(self.seed + 7919, key), positions, out, 0, len(queries))
         return out
+
+
+def window_table(graph: "InteractionGraph", window: tuple[int, int], num_walks: int = 0, walk_length: int = 10,
+                 restart_prob: float = 0.15, seed: int = 0, chunk: int = 4096) -> np.ndarray:
+    """The ``(num_items, hi - lo)`` table of ``method="table"``: row ``v`` holds the items ranked
+    ``[lo, hi)`` by :func:`walk_window_sampler`'s visit counts from ``v`` (-1 where fewer were visited).
+
+    Int32 when the ids fit (else int64), allocated once and filled ``chunk`` items at a time (chunk
+    ``c`` starting at item ``a`` uses key ``a``): each chunk's kernel output, ``(chunk, hi)`` int64
+    ids and int32 counts (~250 MB for the paper's ``hi`` = 5000), is copied from and freed before the
+    next, so the peak is the table plus one chunk. (Slicing the chunks and concatenating them kept
+    every chunk's whole buffer alive: ~15 GB at 200k items before training started.)
+    """
+    lo, hi = window
+    n = graph.num_items
+    dtype = np.int32 if n <= np.iinfo(np.int32).max else np.int64
+    table = np.empty((n, hi - lo), dtype=dtype)
+    sampler = walk_window_sampler(graph, window, num_walks, walk_length, restart_prob, seed)
+    for a in range(0, n, chunk):
+        b = min(a + chunk, n)
+        nbr = sampler.sample_arrays(np.arange(a, b), key=a)[0]                # (b - a, hi) int64
+        table[a:b] = nbr[:, lo:hi]                                            # copy (and narrow)
+        del nbr
+    return table
 
 
 def walk_window_sampler(graph: "InteractionGraph", window: tuple[int, int], num_walks: int = 0,

@@ -21,7 +21,8 @@ from pinsage.nn.model import PinSage
 from pinsage.train.loader import PairBatch
 from pinsage.train.loss import max_margin_loss, sampled_softmax_loss
 
-__all__ = ["Trainer", "warmup_decay", "TrainState", "DenseSparseAdam", "make_optimizer", "clip_grad_norm"]
+__all__ = ["Trainer", "warmup_decay", "TrainState", "DenseSparseAdam", "make_optimizer", "clip_grad_norm",
+           "loss_counts", "pair_batch_loss"]
 
 
 class DenseSparseAdam(torch.optim.Optimizer):
@@ -101,6 +102,42 @@ def warmup_decay(step: int, warmup: int, total: int, final_ratio: float) -> floa
     return 1.0 - (1.0 - final_ratio) * frac
 
 
+def loss_counts(batch: PairBatch, hard_count: int) -> torch.Tensor:
+    """``(3,)`` float64 on the batch's device: what :func:`pair_batch_loss` averages over, for this
+    batch: its pairs, its easy (pair, negative) terms that count (``easy_mask``), and its hard ones
+    (``hard_mask``; 0 when ``hard_count`` is 0)."""
+    dev = batch.easy_mask.device
+    hard = batch.hard_mask.sum() if hard_count > 0 else torch.zeros((), dtype=torch.long, device=dev)
+    return torch.stack([torch.tensor(batch.query.numel(), device=dev), batch.easy_mask.sum(), hard]).double()
+
+
+def pair_batch_loss(z: torch.Tensor, batch: PairBatch, config: TrainConfig, hard_count: int,
+                    totals: "list[float] | None" = None, scale: float = 1.0) -> torch.Tensor:
+    r"""The loss of ``batch`` from ``z`` ``(U, d)``, the embeddings of ``batch.nodes``.
+
+    ``totals`` None: the batch's own means (softmax: over its ``B`` pairs; margin: over its easy
+    terms, plus over its hard terms). Else ``totals`` are the :func:`loss_counts` of a whole batch
+    this one is a share of (summed over the ranks), and the loss is ``scale`` x this share's sums
+    divided by the whole batch's counts. With ``scale`` = the number of ranks :math:`R`, the gradient
+    that DistributedDataParallel averages, :math:`rac1R \sum_r R\,
+abla S_r / M = 
+abla \sum_r S_r / M`,
+    is the whole batch's gradient: equal shares or not, and whatever the masks drop on each rank.
+    """
+    q, p = z[batch.query], z[batch.positive]
+    n_pairs, n_easy, n_hard = totals if totals is not None else (None, None, None)
+    use_hard = hard_count > 0 and batch.hard.numel() > 0
+    if config.loss == "softmax":
+        hard = z[batch.hard] if use_hard else None
+        loss = sampled_softmax_loss(q, p, z[batch.easy], config.temperature, batch.easy_mask,
+                                    hard, batch.hard_mask, denominator=n_pairs)
+    else:
+        loss = max_margin_loss(q, p, z[batch.easy], config.margin, batch.easy_mask, denominator=n_easy)
+        if use_hard:
+            loss = loss + max_margin_loss(q, p, z[batch.hard], config.margin, batch.hard_mask, denominator=n_hard)
+    return loss * scale if totals is not None else loss
+
+
 @dataclass
 class TrainState:
     epoch: int = 0          #: epochs completed
@@ -149,6 +186,7 @@ class Trainer:
         self.progress = progress
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.distributed else 0
+        self.world_size = dist.get_world_size() if self.distributed else 1
         self.net = DistributedDataParallel(self.model) if self.distributed else self.model
         self.optimizer = make_optimizer(self.model, config.lr, config.weight_decay)
         total = self.steps_per_epoch * config.epochs
@@ -209,19 +247,27 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def compute_loss(self, batch: PairBatch, hard_count: int) -> torch.Tensor:
+        """The loss of this rank's share of a global batch. Under data parallelism the shares'
+        :func:`loss_counts` are summed over the ranks first (one all-reduce of 3 numbers), so that
+        the averaged gradient is the whole global batch's (:func:`pair_batch_loss`)."""
         z = self.net(batch.blocks, batch.features)                       # (U, d)
+        totals = None
+        if self.world_size > 1:  # every rank takes part, also one without pairs
+            counts = loss_counts(batch, hard_count)
+            dist.all_reduce(counts)
+            totals = counts.tolist()
         if batch.query.numel() == 0:
             return z.sum() * 0.0  # this rank got no pairs: contribute zero gradients, not NaN
-        q, p = z[batch.query], z[batch.positive]
-        cfg = self.config
-        if cfg.loss == "softmax":
-            hard = z[batch.hard] if hard_count > 0 and batch.hard.numel() else None
-            return sampled_softmax_loss(q, p, z[batch.easy], cfg.temperature, batch.easy_mask,
-                                        hard, batch.hard_mask)
-        loss = max_margin_loss(q, p, z[batch.easy], cfg.margin, batch.easy_mask)
-        if hard_count > 0 and batch.hard.numel():
-            loss = loss + max_margin_loss(q, p, z[batch.hard], cfg.margin, batch.hard_mask)
-        return loss
+        return pair_batch_loss(z, batch, self.config, hard_count, totals, float(self.world_size))
+
+    def _batch_loss_value(self, loss: torch.Tensor) -> float:
+        """The global batch's loss: under data parallelism the mean of the ranks' scaled shares."""
+        value = loss.detach().float()
+        if self.world_size > 1:
+            value = value.clone()
+            dist.all_reduce(value)
+            value = value / self.world_size
+        return float(value)
 
     def fit(self, resume: bool = False, hard_count_for_epoch: Callable[[int], int] = lambda e: 0) -> TrainState:
         cfg = self.config
@@ -256,7 +302,7 @@ class Trainer:
                     loss = self.compute_loss(batch, hard_count)
                 (loss / cfg.accumulate).backward()
                 micro += 1
-                window.append(float(loss.detach()))
+                window.append(self._batch_loss_value(loss))
                 if micro % cfg.accumulate == 0 or micro == n_batches:
                     if cfg.clip_norm > 0:
                         clip_grad_norm(self.model.parameters(), cfg.clip_norm)
