@@ -599,7 +599,14 @@ def test_resume_after_an_interruption_restores_the_schedule(data, tmp_path, monk
     with pytest.raises(KeyboardInterrupt):
         PinSageEmbedder(cfg, progress=False).fit(data.interactions, work_dir=tmp_path, **FIT)
     monkeypatch.undo()
+    # what a kill after the checkpoint leaves in the log: steps the resumed run repeats, a torn line
+    log = tmp_path / "train_log.jsonl"
+    with open(log, "a") as f:
+        f.write(json.dumps({"epoch": 2, "step": 10_000, "loss": 1.0}) + "\n" + '{"epoch": 2, "st')
     resumed = PinSageEmbedder(cfg, progress=False).fit(data.interactions, work_dir=tmp_path, resume=True, **FIT)
+    records = [json.loads(x) for x in log.read_text().splitlines()]  # every line whole
+    assert [r["epoch"] for r in records if "epoch_loss" in r] == [1, 2]
+    assert all(r["step"] <= full.trainer_.state.step for r in records)
     assert resumed.trainer_.state.step == full.trainer_.state.step
     assert resumed.trainer_.scheduler.get_last_lr() == pytest.approx(full.trainer_.scheduler.get_last_lr())
     assert torch.allclose(torch.from_numpy(resumed.item_embeddings_), torch.from_numpy(full.item_embeddings_),

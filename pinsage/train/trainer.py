@@ -227,6 +227,7 @@ class Trainer:
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
         self.state = TrainState(payload["epoch"], payload["step"], payload["history"])
+        self._trim_log()
         torch.set_rng_state(payload["torch_rng"].cpu())
         return True
 
@@ -237,6 +238,23 @@ class Trainer:
         if isinstance(self.optimizer, DenseSparseAdam):  # its state lives in its parts
             for part in self.optimizer._parts():
                 part.state.clear()
+
+    def _trim_log(self) -> None:
+        """Keep only the log lines of the checkpointed steps (a run killed after its last checkpoint
+        logged steps that the resumed run repeats, and may have left a torn last line)."""
+        if self.rank != 0 or not self.log_path.exists():
+            return
+        kept = []
+        for line in self.log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a line torn by the kill
+            if isinstance(record, dict) and record.get("epoch", 0) <= self.state.epoch \
+                    and record.get("step", 0) <= self.state.step:
+                kept.append(line)
+        with atomic_path(self.log_path) as tmp:
+            Path(tmp).write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
 
     def _log(self, record: dict) -> None:
         if self.rank != 0:
