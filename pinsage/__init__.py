@@ -6,8 +6,9 @@ The public API:
 * sampling: :class:`ImportanceSampler`, :func:`all_neighborhoods`, :class:`Neighborhoods`, :class:`Block`,
   :func:`build_blocks`, :func:`personalized_pagerank`, :func:`ppr_rank_window`;
 * model: :class:`ImportanceConv`, :class:`PinSage`, :func:`embed_all`;
-* training: :class:`PinSageConfig`, :class:`PinSageEmbedder` (fit / transform / similar_items);
-* serving: :class:`ItemIndex` (build / related / save / load);
+* training: :class:`PinSageConfig`, :class:`PinSageEmbedder` (fit / transform / similar_items / recommend);
+* serving: :class:`ItemIndex` (build / related / recommend / save / load); :mod:`pinsage.serve`, the HTTP
+  server of ``pinsage serve`` (needs the ``serve`` extra and is not imported by ``import pinsage``);
 * evaluation: :mod:`pinsage.evaluation` (leave-last-out split, HR/NDCG/MRR, tuned baselines, intervals);
 * figures: :mod:`pinsage.plot` (training curve, metric vs K, embedding map; needs the ``plot``
   extra and is not imported by ``import pinsage``).

@@ -1,4 +1,4 @@
-"""The ``pinsage`` command line: ``pinsage train | embed | index | related | evaluate | demo``.
+"""The ``pinsage`` command line: ``pinsage train | embed | index | related | recommend | serve | evaluate | demo``.
 
 Each sub-command lives in its own module under :mod:`pinsage.commands` and exposes
 ``add_parser(subparsers)`` which registers itself and sets ``func`` to a callable ``(args) -> int``.
@@ -16,13 +16,14 @@ import sys
 from pinsage._io import InputError
 
 #: sub-command modules under pinsage.commands, in the order ``--help`` lists them
-COMMAND_MODULES = ["train", "embed", "index", "related", "evaluate", "demo"]
+COMMAND_MODULES = ["train", "embed", "index", "related", "recommend", "serve", "evaluate", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pinsage",
-        description="PinSage item embeddings: train on an interaction log, embed, index and query related items.",
+        description="PinSage item embeddings: train on an interaction log, embed, index, query related items, "
+                    "recommend for histories and serve them over HTTP.",
     )
     parser.add_argument("--debug", action="store_true",
                         help="show the full traceback of an unexpected error (exit status 1)")

@@ -282,6 +282,58 @@ class PinSageEmbedder:
             self._index = ItemIndex.build(self.item_embeddings_, self.item_ids_, kind="exact")
         return self._index.related(np.atleast_1d(np.asarray(item_ids)), k=k)
 
+    def recommend(self, userid: Any = None, user_items: Any = None, N: int = 10,
+                  filter_already_liked_items: bool = True, filter_items: Any = None, *, method: str = "recency",
+                  half_life: float | None = 10.0, clusters: int = 3,
+                  max_history: int | None = 500) -> tuple[np.ndarray, np.ndarray]:
+        """Items for users of the fitted graph, or for given histories, in the manner of ``implicit``'s
+        ``recommend`` (exact search over the embeddings; the scores are those of
+        :meth:`pinsage.ItemIndex.recommend`).
+
+        Args:
+            userid: one user (group) id of the fitted graph, or a 1-d list of them (a batch). A user's
+                history is their items in time order when the graph has times (the most recent last,
+                weighted most); without times the graph keeps no order, and every item weighs alike.
+            user_items: instead of ``userid``, one history (a flat list of item ids, oldest first) or a
+                list of histories.
+            N: results per user.
+            filter_already_liked_items: leave the user's own items out of the results.
+            filter_items: item ids never to return.
+            method: ``"recency"`` (recency-weighted mean of the history's embeddings) or ``"interests"``
+                (PinnerSage-style clusters, one query per cluster medoid, merged with quotas).
+            half_life: recency half-life in items (``None``: all items alike).
+            clusters: the most interests per user (``"interests"``).
+            max_history: use each user's ``max_history`` most recent items (all when None).
+
+        Returns:
+            ids: item ids, best first; scores: float32.
+
+        Shapes:
+            - **ids, scores:** :math:`(N,)` for one user id or one history, :math:`(q, N)` for a batch.
+
+        Raises:
+            InputError: neither or both of ``userid`` and ``user_items``, unknown users or items.
+        """
+        from pinsage.graph.histories import group_histories, group_rows, has_order
+        from pinsage.index import ItemIndex
+        from pinsage.index.histories import Histories
+
+        self._check_fitted()
+        if (userid is None) == (user_items is None):
+            raise InputError("recommend: give either userid (users of the fitted graph) or user_items "
+                             "(histories of item ids)")
+        if getattr(self, "_index", None) is None:
+            self._index = ItemIndex.build(self.item_embeddings_, self.item_ids_, kind="exact")
+        kwargs = dict(N=N, filter_already_liked_items=filter_already_liked_items, filter_items=filter_items,
+                      method=method, clusters=clusters, max_history=max_history)
+        if user_items is not None:
+            return self._index.recommend(user_items, half_life=half_life, **kwargs)
+        one = np.ndim(userid) == 0
+        indptr, items = group_histories(self.graph_, group_rows(self.graph_, np.atleast_1d(userid)), max_history)
+        ids, scores = self._index.recommend(Histories(indptr, items),  # graph item j is embedding row j
+                                            half_life=half_life if has_order(self.graph_) else None, **kwargs)
+        return (ids[0], scores[0]) if one else (ids, scores)
+
     # ------------------------------------------------------------------ persistence
     def save(self, run_dir: str | os.PathLike, extra: dict | None = None) -> RunDir:
         """Write the run into ``run_dir`` (a fresh directory, renamed into place by the caller):

@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("pinsage.run",),
     ("pinsage.estimator",),
     ("pinsage.demo",),
+    ("pinsage.serve",),  # the HTTP server: state and limits, then the FastAPI app
     ("pinsage.commands", "pinsage.cli"),
     ("pinsage",),  # the package itself re-exports the public names
 ]

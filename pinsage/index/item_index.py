@@ -83,8 +83,8 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 class ItemIndex:
     """A faiss index over item embeddings plus the items' original ids.
 
-    Build with :meth:`build`, query with :meth:`related` (by item id) or :meth:`search` (by vector),
-    persist with :meth:`save` / :meth:`load`. The kinds (``"exact"``, ``"hnsw"``, ``"ivfpq"``, ``"auto"``
+    Build with :meth:`build`, query with :meth:`related` (by item id), :meth:`recommend` (by a history
+    of item ids) or :meth:`search` (by vector), persist with :meth:`save` / :meth:`load`. The kinds (``"exact"``, ``"hnsw"``, ``"ivfpq"``, ``"auto"``
     or a faiss factory string such as ``"HNSW32,Flat"``) and their parameters are described in
     :mod:`pinsage.index.factory` and the user guide (``docs/guide.md``); ``docs/benchmarks/index.md``
     compares them at recall@10 >= 0.95.
@@ -357,6 +357,68 @@ class ItemIndex:
         """Alias of :meth:`related` with the argument names of ``implicit``'s ``similar_items``
         (``N`` results per item; a scalar id gives 1-d results, a list gives :math:`(q, N)`)."""
         return self.related(itemid, k=N, exclude=exclude)
+
+    def recommend(self, history_ids: Any, N: int = 10, filter_already_liked_items: bool = True,
+                  filter_items: Any = None, *, method: str = "recency", half_life: float | None = 10.0,
+                  clusters: int = 3, max_history: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Items for a history (batched), shaped like ``implicit``'s ``recommend``.
+
+        Scores (:mod:`pinsage.index.recommend`): ``method="recency"`` queries the recency-weighted mean
+        :math:`q = \\sum_j w_j e_j / \\sum_j w_j` of the history's embeddings, :math:`w_j = 2^{-(L-1-j)/h}`
+        for the item :math:`L - 1 - j` steps before the most recent one (:math:`h` = ``half_life``);
+        ``method="interests"`` clusters the history PinnerSage-style into up to ``clusters`` interests,
+        queries each cluster's medoid and merges the results by score with per-cluster quotas.
+
+        Args:
+            history_ids: one history (a flat list of item ids, oldest first: the last is the most recent)
+                or a list of histories (a batch); a :class:`~pinsage.index.histories.Histories` of rows
+                is taken as a batch.
+            N: results per history.
+            filter_already_liked_items: leave the history's own items out of its results.
+            filter_items: ids never to return (ids not in the index are ignored).
+            method: ``"recency"`` (default) or ``"interests"``.
+            half_life: recency half-life in items; ``None`` weighs every item alike.
+            clusters: the most interests per history (``"interests"``; a history of ``L`` items gets
+                ``min(clusters, L)``).
+            max_history: use only the ``max_history`` most recent items of each history (all when None).
+
+        Returns:
+            ids: original ids, best first, padded (``-1`` / ``NaN`` / ``None`` as in :meth:`related`) where
+                fewer than ``N`` remain.
+            scores: float32 (the index's similarity to the query); ``NaN`` for padding.
+
+        Shapes:
+            - **history_ids:** :math:`(L,)`, or :math:`q` lists.
+            - **ids, scores:** :math:`(N,)` for one history, :math:`(q, N)` for a batch.
+
+        Raises:
+            InputError: unknown ids in a history, an empty history, or a bad ``N``, ``method``,
+                ``half_life`` or ``clusters``.
+
+        Example:
+            >>> emb = np.array([[1, 0], [.9, .1], [0, 1], [.2, .8], [.7, .7]], dtype=np.float32)
+            >>> index = ItemIndex.build(emb, ids=["a", "b", "c", "d", "e"], kind="exact")
+            >>> index.recommend(["c", "a"], N=2)[0].tolist()        # "a" is the most recent
+            ['e', 'b']
+            >>> index.recommend(["a", "c"], N=2, method="interests", clusters=2)[0].tolist()
+            ['b', 'd']
+        """
+        from pinsage.index.histories import Histories
+        from pinsage.index.recommend import recommend_rows
+
+        histories, one = Histories.from_ids(history_ids, self.rows_of)
+        histories = histories.last(max_history)
+        filter_rows = None if filter_items is None else self._idmap.known_rows(
+            list(filter_items) if isinstance(filter_items, (set, frozenset)) else filter_items)
+
+        def search(x: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+            return self._raw_search(_normalise(x) if self.metric == "cosine" else x, kk)
+
+        rows, scores = recommend_rows(search, self._reconstruct, len(self), histories, N, method=method,
+                                      half_life=half_life, clusters=clusters,
+                                      filter_already_liked_items=filter_already_liked_items, filter_rows=filter_rows)
+        ids = self._idmap.rows_to_ids(rows)
+        return (ids[0], scores[0]) if one else (ids, scores)
 
     # -- persistence ------------------------------------------------------------------------
     def nbytes(self) -> int:

@@ -1,0 +1,132 @@
+"""``pinsage recommend``: items for a user of the run's graph, or for a history of items.
+
+``--user ID`` (repeatable) takes each user's items from the run's graph (``DIR/graph/``), in time order
+when the run was trained with ``--time-col`` (without times the graph keeps no order, and every item
+of the history weighs alike); ``--items a,b,c`` gives one history directly, oldest first (``c`` is the
+most recent). The user's own items are left out of the results unless ``--keep-seen``.
+
+Scores (``docs/serve.md``, "What recommend scores"): ``--method recency`` (default) queries the index
+with the recency-weighted mean of the history's embeddings, an item ``s`` steps before the most recent
+one weighing ``2 ** (-s / half_life)``; ``--method interests`` clusters the history into up to
+``--clusters`` interests (PinnerSage), queries each cluster's medoid and merges the results by score,
+each cluster owed a share of the ``--n`` results in proportion to its recency weight.
+
+Uses the run's saved index (``DIR/index/``) when present, else an exact one. Output: a table per
+query, or ``--output FILE.csv`` (columns ``query``, ``rank``, ``item``, ``score``, ``title``) or
+``FILE.json``.
+
+Examples::
+
+    pinsage recommend --run runs/ml --user 196 --n 10
+    pinsage recommend --run runs/ml --items 50,172,181 --method interests --clusters 2
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pinsage._io import InputError, atomic_path
+from pinsage.graph.histories import group_histories, group_rows, has_order, items_aligned
+from pinsage.ids import py_scalar as _py
+from pinsage.ids import rows_of
+from pinsage.run import RunDir
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("recommend", help="items for a user's history (from the run's graph) or for given items",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", required=True, metavar="DIR", help="run directory written by `pinsage train`")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--user", action="append", metavar="ID", help="user (group) id of the run's graph (repeatable)")
+    src.add_argument("--items", metavar="A,B,C", help="one history: item ids separated by commas, oldest first")
+    p.add_argument("--n", type=int, default=10, help="results per query (default 10)")
+    p.add_argument("--method", default="recency", choices=["recency", "interests"],
+                   help="recency-weighted mean (default) or PinnerSage-style interests")
+    p.add_argument("--half-life", type=float, default=10.0, metavar="H",
+                   help="recency half-life in items (default 10; 0 weighs all items alike)")
+    p.add_argument("--clusters", type=int, default=3, help="the most interests per history (--method interests)")
+    p.add_argument("--max-history", type=int, default=500, metavar="N",
+                   help="use each user's N most recent items (default 500)")
+    p.add_argument("--keep-seen", action="store_true", help="do not leave the history's own items out")
+    p.add_argument("--output", metavar="FILE", help="write results to FILE.csv or FILE.json (default: a table)")
+    p.add_argument("--no-titles", action="store_true", help="do not look up titles")
+    p.set_defaults(func=run)
+
+
+def _histories(args: argparse.Namespace, run: RunDir, ids: np.ndarray) -> tuple[Any, list[Any], bool]:
+    """``(histories for ItemIndex.recommend, query labels, ordered)``."""
+    from pinsage.index.histories import Histories
+
+    if args.items is not None:
+        raw = [s.strip() for s in args.items.split(",") if s.strip()]
+        if not raw:
+            raise InputError("--items: give item ids separated by commas, e.g. --items 50,172,181")
+        rows = rows_of(raw, ids, "--items")
+        return Histories(np.array([0, len(rows)]), rows), [",".join(raw)], True
+    if not run.has("graph"):
+        raise InputError(f"{run.what}: the run has no graph/ to look users up in; give --items instead")
+    graph = run.graph()
+    if not items_aligned(graph, ids):
+        raise InputError(f"{run.what}: graph/ and item_ids.npy list different items; retrain the run")
+    groups = group_rows(graph, args.user, where="--user")
+    indptr, items = group_histories(graph, groups, args.max_history)
+    return Histories(indptr, items), [_py(u) for u in graph.group_ids[groups]], has_order(graph)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.n < 1:
+        raise InputError(f"--n must be a positive integer, got {args.n}")
+    if args.half_life < 0:
+        raise InputError(f"--half-life must be >= 0 (0: all items alike), got {args.half_life}")
+    if args.max_history < 1:
+        raise InputError(f"--max-history must be a positive integer, got {args.max_history}")
+    out_path = Path(args.output) if args.output else None
+    if out_path is not None and out_path.suffix.lower() not in (".csv", ".json"):
+        raise InputError(f"--output {out_path}: expected a name ending in .csv or .json")
+    run = RunDir.open(args.run)
+    emb, ids = run.embeddings_and_ids()
+    histories, labels, ordered = _histories(args, run, ids)
+    index = run.index(emb, ids, warn_to=sys.stderr)
+    half_life = args.half_life if (args.half_life > 0 and ordered) else None
+    out_ids, scores = index.recommend(histories, N=args.n, filter_already_liked_items=not args.keep_seen,
+                                      method=args.method, half_life=half_life, clusters=args.clusters)
+
+    titles = None if args.no_titles else run.titles(ids, run.meta())
+    id_title = None if titles is None else {str(i): t for i, t in zip(ids.tolist(), titles.tolist())}
+    q, n = out_ids.shape
+    df = pd.DataFrame({"query": np.repeat(np.asarray(labels, dtype=object), n),
+                       "rank": np.tile(np.arange(1, n + 1), q),
+                       "item": out_ids.astype(object).ravel(), "score": scores.astype(np.float64).ravel()})
+    df = df[np.isfinite(df["score"].to_numpy())].reset_index(drop=True)
+    if id_title is not None:
+        df["title"] = [id_title.get(str(i)) for i in df["item"].tolist()]
+
+    if out_path is not None:
+        with atomic_path(out_path) as tmp:
+            if out_path.suffix.lower() == ".json":
+                groups = {k: g for k, g in df.groupby("query", sort=False)}
+                doc = [{"query": lab, "method": args.method,
+                        "items": [] if lab not in groups else
+                        [{k: (_py(v) if k != "score" else float(v)) for k, v in r.items() if k != "query"}
+                         for r in groups[lab].to_dict("records")]} for lab in labels]
+                Path(tmp).write_text(json.dumps(doc, indent=1, default=str) + "\n", encoding="utf-8")
+            else:
+                df.to_csv(tmp, index=False)
+        print(f"pinsage recommend: {q} quer{'y' if q == 1 else 'ies'}, n={args.n}, method={args.method}, "
+              f"{index.kind} index; wrote {out_path}", file=sys.stderr)
+        return 0
+    if not ordered and args.user:
+        print("pinsage recommend: the run's graph has no times; every item of a history weighs alike",
+              file=sys.stderr)
+    for lab in labels:
+        print(f"{'user' if args.user else 'history'} {lab} ({args.method}):")
+        table = df[df["query"] == lab][["rank", "item", "score"] + (["title"] if id_title is not None else [])].copy()
+        table["score"] = table["score"].map(lambda s: f"{s:.4f}")
+        print(table.to_string(index=False))
+    return 0
