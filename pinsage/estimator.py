@@ -33,7 +33,7 @@ from pinsage.nn.model import PinSage
 from pinsage.run import RunDir
 from pinsage.sampling import ImportanceSampler, importance_neighborhoods
 from pinsage.train.data import TrainingData
-from pinsage.train.loader import make_loader
+from pinsage.train.loader import EpochLoader, make_loader
 from pinsage.train.negatives import curriculum_hard_count
 from pinsage.train.trainer import Trainer
 
@@ -192,13 +192,21 @@ class PinSageEmbedder:
             return data.epoch_dataset(epoch, t, graph.num_items, self.neighborhoods_, cfg.model.num_layers,
                                       self.features_, self.sampler_, cfg.sampler.resample_every_epoch, rank, world)
 
+        # workers forked once, before the optimiser has state (unless neighbourhoods are redrawn per epoch)
+        resampled = cfg.sampler.resample_every_epoch and self.sampler_ is not None
+        epoch_loader = None if resampled else EpochLoader(dataset, workers)
+        loader_for_epoch = (lambda e: make_loader(dataset(e), workers)) if resampled else epoch_loader
         t0 = time.perf_counter()
         with _work_directory(work_dir) as wd, _cores_left_to_workers(device, workers):
-            self.trainer_ = Trainer(self.model_, t, lambda e: make_loader(dataset(e), workers), len(dataset(1)), wd,
-                                    device=device, progress=self.progress,
-                                    signature=self._signature(graph, feature_dim))
-            self.trainer_.fit(resume=resume,
-                              hard_count_for_epoch=lambda e: curriculum_hard_count(e, t.hard_negatives_max))
+            try:
+                self.trainer_ = Trainer(self.model_, t, loader_for_epoch, len(dataset(1)), wd,
+                                        device=device, progress=self.progress,
+                                        signature=self._signature(graph, feature_dim))
+                self.trainer_.fit(resume=resume,
+                                  hard_count_for_epoch=lambda e: curriculum_hard_count(e, t.hard_negatives_max))
+            finally:
+                if epoch_loader is not None:
+                    epoch_loader.close()
         self.timings_["train_s"] = time.perf_counter() - t0
         self.history_ = self.trainer_.state.history
         # free what only training needed before the full-graph pass (graph L: pairs 2.9 GB, Adam 1 GB)

@@ -141,3 +141,33 @@ def test_ranks_scaled_losses_average_to_the_single_process_loss(setup, loss, wor
     assert got == pytest.approx(float(want.detach()), rel=1e-5)
     for a, b in zip(got_grad, want_grad):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+
+
+# ------------------------------------------------------------------- workers forked once for all epochs
+@pytest.mark.parametrize("workers", [0, 2])
+def test_epoch_loader_gives_each_epoch_the_batches_of_a_fresh_loader(setup, workers):
+    """One persistent loader (workers forked at epoch 1) against a fresh loader per epoch, with the
+    first epoch left half-read, as the trainer does when it stops at ``steps_per_epoch``."""
+    from pinsage.train.loader import EpochLoader, make_loader
+
+    loader = EpochLoader(lambda e: dataset(setup, "table", False, e, 0, 1), workers)
+    try:
+        pids = set()
+        for epoch in (1, 2, 3):
+            want = [by_id(b) for b in make_loader(dataset(setup, "table", False, epoch, 0, 1), 0)]
+            got = []
+            for batch in loader(epoch):
+                got.append(by_id(batch))
+                if epoch == 1 and len(got) == 3:
+                    break  # stopped early: the next epoch must not see this one's prefetched batches
+            if workers:
+                pids |= {w.pid for w in loader._loader._iterator._workers}
+            assert len(got) == (3 if epoch == 1 else len(want))
+            for g, w in zip(got, want):
+                for field in w:
+                    np.testing.assert_array_equal(g[field], w[field])
+        assert len(pids) == workers  # the same processes served every epoch
+    finally:
+        loader.close()
+    if workers:
+        assert loader._loader._iterator is None

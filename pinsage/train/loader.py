@@ -3,7 +3,7 @@ gathered features, built in DataLoader worker processes so the consumer only run
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -14,7 +14,7 @@ from pinsage.sampling.importance import ImportanceSampler
 from pinsage.train.negatives import HardNegatives
 from pinsage.train.pairs import GroupBalancedDraw
 
-__all__ = ["PairBatch", "PairBatchDataset", "make_loader"]
+__all__ = ["PairBatch", "PairBatchDataset", "make_loader", "EpochLoader"]
 
 
 @dataclass
@@ -203,3 +203,52 @@ def make_loader(dataset: PairBatchDataset, num_workers: int) -> DataLoader:
                       worker_init_fn=_worker_init if num_workers else None,
                       prefetch_factor=4 if num_workers else None,
                       persistent_workers=False)
+
+
+class _CurrentEpochDataset(IterableDataset):
+    """The batches of the epoch written in a shared one-element tensor: what the workers of one
+    persistent :class:`~torch.utils.data.DataLoader` produce, epoch after epoch."""
+
+    def __init__(self, dataset_for_epoch: Callable[[int], PairBatchDataset]) -> None:
+        self.dataset_for_epoch = dataset_for_epoch
+        self.epoch = torch.ones(1, dtype=torch.int64).share_memory_()  # 8 bytes of shared memory
+
+    def __iter__(self) -> Iterator[PairBatch]:
+        return iter(self.dataset_for_epoch(int(self.epoch[0])))
+
+    def __len__(self) -> int:
+        return len(self.dataset_for_epoch(int(self.epoch[0])))
+
+
+class EpochLoader:
+    """One loader for every epoch, whose worker processes are forked once, at the first epoch.
+
+    ``loader(epoch)`` returns the DataLoader producing ``dataset_for_epoch(epoch)`` (the same batches
+    as :func:`make_loader` of that dataset). A fresh loader per epoch forks its workers again, and from
+    epoch 2 the training process they fork from holds the optimiser's moments and the trained id table:
+    every page of those it then writes is copied while the worker still maps the old one (graph L:
+    1.5 GB more in the process tree). Forked at epoch 1, before the optimiser has any state, the
+    workers share only what they need. ``dataset_for_epoch`` runs in the workers, so it must be cheap
+    (views of arrays the parent holds); neighbourhoods redrawn per epoch need :func:`make_loader`.
+    Call :meth:`close` to stop the workers.
+    """
+
+    def __init__(self, dataset_for_epoch: Callable[[int], PairBatchDataset], num_workers: int) -> None:
+        self._data = _CurrentEpochDataset(dataset_for_epoch)
+        self._loader = DataLoader(self._data, batch_size=None, num_workers=num_workers,
+                                  worker_init_fn=_worker_init if num_workers else None,
+                                  prefetch_factor=4 if num_workers else None,
+                                  persistent_workers=num_workers > 0)
+
+    def __call__(self, epoch: int) -> DataLoader:
+        # read by the workers when the loader's next iteration starts (torch resets persistent workers
+        # at each ``iter(loader)``, discarding batches they prefetched for the epoch before)
+        self._data.epoch[0] = epoch
+        return self._loader
+
+    def close(self) -> None:
+        """Stop the worker processes (they live as long as the loader's iterator otherwise)."""
+        iterator = getattr(self._loader, "_iterator", None)  # where DataLoader keeps persistent workers
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+        self._loader._iterator = None
