@@ -61,6 +61,9 @@ from pinsage.datasets.synthetic import SIZES, powerlaw_bipartite
 from pinsage.estimator import PinSageEmbedder
 from pinsage.sampling import all_neighborhoods
 from pinsage.graph import InteractionGraph
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from memory import tree_memory  # noqa: E402  (benchmarks/memory.py: /proc process-tree memory)
 from pinsage.sampling.importance import ImportanceSampler
 
 #: a tiny graph for the smoke test: 2k items, 1k users, 20k draws
@@ -150,28 +153,7 @@ def run_setting(data: dict, cfg: PinSageConfig, workers: int, warmup: int, steps
 
 def _tree_pss_bytes(root: int) -> int:
     """Summed proportional set size of ``root`` and its descendants (Linux ``/proc``), 0 if gone."""
-    children: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(d))
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        todo.extend(children.get(pid, []))
-        try:
-            with open(f"/proc/{pid}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1]) * 1024
-                        break
-        except OSError:
-            pass
-    return total
+    return tree_memory(root)[1]
 
 
 def cli_rss(size: str, content_dim: int, epochs: int, pairs: int, workdir: Path, extra: dict | None = None) -> dict:
