@@ -181,8 +181,6 @@ class PinSageEmbedder:
             raise InputError("model.id_dim is 0 and there are no node inputs (model.spectral_dim 0, model.log_degree "
                              "false, no item features): the model would have nothing to embed; set model.id_dim > 0 "
                              "or give inputs")
-        self.model_ = PinSage.from_settings(graph.num_items, feature_dim, cfg.model,
-                                            sparse=self._sparse_ids(graph.num_items, world))
         t = cfg.train
         if t.batch_size < world:
             raise InputError(f"train.batch_size {t.batch_size} is smaller than the {world} processes")
@@ -192,21 +190,27 @@ class PinSageEmbedder:
             return data.epoch_dataset(epoch, t, graph.num_items, self.neighborhoods_, cfg.model.num_layers,
                                       self.features_, self.sampler_, cfg.sampler.resample_every_epoch, rank, world)
 
-        # workers forked once, before the optimiser has state (unless neighbourhoods are redrawn per epoch)
+        # the loader's workers are forked once, before the model and the optimiser exist, so they never
+        # map (and copy-on-write never duplicates) the id table or the Adam moments; with neighbourhoods
+        # redrawn per epoch a fresh loader per epoch instead
         resampled = cfg.sampler.resample_every_epoch and self.sampler_ is not None
         epoch_loader = None if resampled else EpochLoader(dataset, workers)
         loader_for_epoch = (lambda e: make_loader(dataset(e), workers)) if resampled else epoch_loader
-        t0 = time.perf_counter()
-        with _work_directory(work_dir) as wd, _cores_left_to_workers(device, workers):
-            try:
+        try:
+            if epoch_loader is not None:
+                epoch_loader.start()
+            self.model_ = PinSage.from_settings(graph.num_items, feature_dim, cfg.model,
+                                                sparse=self._sparse_ids(graph.num_items, world))
+            t0 = time.perf_counter()
+            with _work_directory(work_dir) as wd, _cores_left_to_workers(device, workers):
                 self.trainer_ = Trainer(self.model_, t, loader_for_epoch, len(dataset(1)), wd,
                                         device=device, progress=self.progress,
                                         signature=self._signature(graph, feature_dim))
                 self.trainer_.fit(resume=resume,
                                   hard_count_for_epoch=lambda e: curriculum_hard_count(e, t.hard_negatives_max))
-            finally:
-                if epoch_loader is not None:
-                    epoch_loader.close()
+        finally:
+            if epoch_loader is not None:
+                epoch_loader.close()
         self.timings_["train_s"] = time.perf_counter() - t0
         self.history_ = self.trainer_.state.history
         # free what only training needed before the full-graph pass (graph L: pairs 2.9 GB, Adam 1 GB)

@@ -152,6 +152,7 @@ def test_epoch_loader_gives_each_epoch_the_batches_of_a_fresh_loader(setup, work
 
     loader = EpochLoader(lambda e: dataset(setup, "table", False, e, 0, 1), workers)
     try:
+        loader.start()  # forked before the first epoch is asked for (the estimator: before the model)
         pids = set()
         for epoch in (1, 2, 3):
             want = [by_id(b) for b in make_loader(dataset(setup, "table", False, epoch, 0, 1), 0)]

@@ -246,6 +246,12 @@ class EpochLoader:
         self._data.epoch[0] = epoch
         return self._loader
 
+    def start(self) -> None:
+        """Fork the workers now (they begin epoch 1), e.g. before the model is built, so that they
+        share none of its memory. The first ``iter(loader(epoch))`` restarts them on that epoch."""
+        if self._loader.num_workers > 0 and getattr(self._loader, "_iterator", None) is None:
+            iter(self._loader)  # a persistent loader keeps this iterator, and its workers, for later epochs
+
     def close(self) -> None:
         """Stop the worker processes (they live as long as the loader's iterator otherwise)."""
         iterator = getattr(self._loader, "_iterator", None)  # where DataLoader keeps persistent workers
