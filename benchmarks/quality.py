@@ -83,6 +83,7 @@ VARIANTS: dict[str, tuple[dict, bool]] = {
     "walk pairs, 5 per edge": ({"train": {"pair_source": "walks", "pair_window": 10}}, False),
     "2000 easy negatives": ({"train": {"easy_negatives": 2000}}, False),
     "id dropout 0.3": ({"model": {"id_dropout": 0.3}}, False),
+    "128-d, 2000 easy negatives": ({"model": {"out_channels": 128}, "train": {"easy_negatives": 2000}}, False),
 }
 
 METRICS = ("HR@10", "NDCG@10")
