@@ -172,3 +172,17 @@ def test_epoch_loader_gives_each_epoch_the_batches_of_a_fresh_loader(setup, work
         loader.close()
     if workers:
         assert loader._loader._iterator is None
+
+
+def test_epoch_loader_start_leaves_torch_generator_as_it_was(setup):
+    from pinsage.train.loader import EpochLoader
+
+    torch.manual_seed(11)
+    expected = torch.rand(3)
+    torch.manual_seed(11)
+    loader = EpochLoader(lambda e: dataset(setup, "table", False, e, 0, 1), 1)
+    try:
+        loader.start()
+        torch.testing.assert_close(torch.rand(3), expected)  # the model built next gets the same weights
+    finally:
+        loader.close()

@@ -250,7 +250,12 @@ class EpochLoader:
         """Fork the workers now (they begin epoch 1), e.g. before the model is built, so that they
         share none of its memory. The first ``iter(loader(epoch))`` restarts them on that epoch."""
         if self._loader.num_workers > 0 and getattr(self._loader, "_iterator", None) is None:
-            iter(self._loader)  # a persistent loader keeps this iterator, and its workers, for later epochs
+            # a persistent loader keeps this iterator, and its workers, for later epochs; making it draws
+            # a base seed from torch's global generator, which is put back so that what the caller draws
+            # next (the model's initial weights) is what it would be without the early start
+            rng = torch.get_rng_state()
+            iter(self._loader)
+            torch.set_rng_state(rng)
 
     def close(self) -> None:
         """Stop the worker processes (they live as long as the loader's iterator otherwise)."""
