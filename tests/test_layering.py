@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("pinsage.index",),
     ("pinsage.evaluation", "pinsage.evaluate"),
     ("pinsage.plot",),
-    ("pinsage.run",),
+    ("pinsage.run", "pinsage.results"),
     ("pinsage.estimator",),
     ("pinsage.demo",),
     ("pinsage.serve",),  # the HTTP server: state and limits, then the FastAPI app

@@ -23,18 +23,16 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from pinsage._io import InputError, atomic_path
+from pinsage._io import InputError
 from pinsage.graph.histories import group_histories, group_rows, has_order, items_aligned
 from pinsage.ids import py_scalar as _py
 from pinsage.ids import rows_of
+from pinsage.results import output_path, results_frame, title_lookup, write_results
 from pinsage.run import RunDir
 
 
@@ -86,9 +84,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--half-life must be >= 0 (0: all items alike), got {args.half_life}")
     if args.max_history < 1:
         raise InputError(f"--max-history must be a positive integer, got {args.max_history}")
-    out_path = Path(args.output) if args.output else None
-    if out_path is not None and out_path.suffix.lower() not in (".csv", ".json"):
-        raise InputError(f"--output {out_path}: expected a name ending in .csv or .json")
+    out_path = output_path(args.output)
     run = RunDir.open(args.run)
     emb, ids = run.embeddings_and_ids()
     histories, labels, ordered = _histories(args, run, ids)
@@ -97,27 +93,19 @@ def run(args: argparse.Namespace) -> int:
     out_ids, scores = index.recommend(histories, N=args.n, filter_already_liked_items=not args.keep_seen,
                                       method=args.method, half_life=half_life, clusters=args.clusters)
 
-    titles = None if args.no_titles else run.titles(ids, run.meta())
-    id_title = None if titles is None else {str(i): t for i, t in zip(ids.tolist(), titles.tolist())}
-    q, n = out_ids.shape
-    df = pd.DataFrame({"query": np.repeat(np.asarray(labels, dtype=object), n),
-                       "rank": np.tile(np.arange(1, n + 1), q),
-                       "item": out_ids.astype(object).ravel(), "score": scores.astype(np.float64).ravel()})
-    df = df[np.isfinite(df["score"].to_numpy())].reset_index(drop=True)
-    if id_title is not None:
-        df["title"] = [id_title.get(str(i)) for i in df["item"].tolist()]
+    id_title = title_lookup(ids, None if args.no_titles else run.titles(ids, run.meta()))
+    q = out_ids.shape[0]
+    df = results_frame(labels, out_ids, scores, id_title)
+
+    def json_doc() -> list[dict]:
+        groups = {k: g for k, g in df.groupby("query", sort=False)}
+        return [{"query": lab, "method": args.method,
+                 "items": [] if lab not in groups else
+                 [{k: (_py(v) if k != "score" else float(v)) for k, v in r.items() if k != "query"}
+                  for r in groups[lab].to_dict("records")]} for lab in labels]
 
     if out_path is not None:
-        with atomic_path(out_path) as tmp:
-            if out_path.suffix.lower() == ".json":
-                groups = {k: g for k, g in df.groupby("query", sort=False)}
-                doc = [{"query": lab, "method": args.method,
-                        "items": [] if lab not in groups else
-                        [{k: (_py(v) if k != "score" else float(v)) for k, v in r.items() if k != "query"}
-                         for r in groups[lab].to_dict("records")]} for lab in labels]
-                Path(tmp).write_text(json.dumps(doc, indent=1, default=str) + "\n", encoding="utf-8")
-            else:
-                df.to_csv(tmp, index=False)
+        write_results(out_path, df, json_doc)
         print(f"pinsage recommend: {q} quer{'y' if q == 1 else 'ies'}, n={args.n}, method={args.method}, "
               f"{index.kind} index; wrote {out_path}", file=sys.stderr)
         return 0

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -38,9 +37,10 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from pinsage._io import InputError, atomic_path, check_header, read_table, sniff_separator
+from pinsage._io import InputError, check_header, read_table, sniff_separator
 from pinsage.ids import py_scalar as _py
 from pinsage.ids import rows_of
+from pinsage.results import output_path, results_frame, title_lookup, write_results
 from pinsage.run import RunDir
 
 ITEMS_COLUMN = "item"
@@ -118,20 +118,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _results_frame(queries: np.ndarray, out_ids: np.ndarray, scores: np.ndarray,
-                   id_title: dict | None) -> pd.DataFrame:
-    q_n, k = out_ids.shape
-    rows = {"query": np.repeat(np.asarray(queries, dtype=object), k),
-            "rank": np.tile(np.arange(1, k + 1), q_n),
-            "item": out_ids.astype(object).ravel(),
-            "score": scores.astype(np.float64).ravel()}
-    df = pd.DataFrame(rows)
-    df = df[np.isfinite(df["score"].to_numpy())].reset_index(drop=True)  # padding: catalogue < k + 1
-    if id_title is not None:
-        df["title"] = [id_title.get(str(i)) for i in df["item"].tolist()]
-    return df
-
-
 def _to_json(df: pd.DataFrame, queries: Sequence[Any], id_title: dict | None) -> list[dict]:
     out = []
     groups = {q: g for q, g in df.groupby("query", sort=False)} if len(df) else {}
@@ -155,9 +141,7 @@ def _to_json(df: pd.DataFrame, queries: Sequence[Any], id_title: dict | None) ->
 def run(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise InputError(f"--k must be a positive integer, got {args.k}")
-    out_path = Path(args.output) if args.output else None
-    if out_path is not None and out_path.suffix.lower() not in (".csv", ".json"):
-        raise InputError(f"--output {out_path}: expected a name ending in .csv or .json")
+    out_path = output_path(args.output)
     run = RunDir.open(args.run)
     emb, ids = run.embeddings_and_ids()
     meta = run.meta()
@@ -173,16 +157,11 @@ def run(args: argparse.Namespace) -> int:
     index = run.index(emb, ids, warn_to=sys.stderr)
     out_ids, scores = index.related(queries, k=args.k)
 
-    titles = None if args.no_titles else run.titles(ids, meta)
-    id_title = None if titles is None else {str(i): t for i, t in zip(ids.tolist(), titles.tolist())}
-    df = _results_frame(queries, out_ids, scores, id_title)
+    id_title = title_lookup(ids, None if args.no_titles else run.titles(ids, meta))
+    df = results_frame(queries, out_ids, scores, id_title)
 
     if out_path is not None:
-        with atomic_path(out_path) as tmp:
-            if out_path.suffix.lower() == ".json":
-                Path(tmp).write_text(json.dumps(_to_json(df, queries, id_title), indent=1) + "\n", encoding="utf-8")
-            else:
-                df.to_csv(tmp, index=False)
+        write_results(out_path, df, lambda: _to_json(df, queries, id_title))
         print(f"pinsage related: {len(queries)} quer{'y' if len(queries) == 1 else 'ies'}, "
               f"k={args.k}, {index.kind} index; wrote {out_path}", file=sys.stderr)
         return 0

@@ -220,6 +220,13 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 
 # -------------------------------------------------------------------------------------------- the app
+def _detail_response(status: int):
+    """An exception handler answering ``{"detail": message}`` with ``status``."""
+    async def handler(request: Request, exc: Exception) -> Response:
+        return JSON({"detail": str(exc)}, status_code=status)
+    return handler
+
+
 def create_app(run_dir: str | os.PathLike | None = None, limits: Limits | None = None, *,
                holder: RunHolder | None = None) -> FastAPI:
     """The FastAPI application serving one run.
@@ -254,17 +261,8 @@ def create_app(run_dir: str | os.PathLike | None = None, limits: Limits | None =
     app.state.limits = limits
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
 
-    @app.exception_handler(NotFound)
-    async def not_found(request: Request, exc: NotFound) -> Response:
-        return JSON({"detail": str(exc)}, status_code=404)
-
-    @app.exception_handler(TooLarge)
-    async def too_large(request: Request, exc: TooLarge) -> Response:
-        return JSON({"detail": str(exc)}, status_code=413)
-
-    @app.exception_handler(InputError)
-    async def bad_input(request: Request, exc: InputError) -> Response:
-        return JSON({"detail": str(exc)}, status_code=422)
+    for error, status in ((NotFound, 404), (TooLarge, 413), (InputError, 422)):
+        app.add_exception_handler(error, _detail_response(status))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
