@@ -6,7 +6,12 @@ of :class:`pinsage.ImportanceSampler` for batches of 512 random seeds, 3-hop wal
 anchor venv is given (``bash ../shared/bench/dgl_anchor/setup.sh``), DGL's ``PinSAGESampler`` runs
 in the same invocation right after ours on the same graph and the table shows the ratio.
 
+With ``--weighted`` the graph carries a rating (1-5, uniform) on every edge and each timing window of
+the uniform sampler is followed by one of the weighted sampler (``weighted=True``: steps in proportion
+to the ratings) on the same graph and seeds, so the ratio weighted / uniform is measured side by side.
+
     python benchmarks/sampler.py --sizes S L --dgl-python /tmp/dgl-anchor/bin/python
+    python benchmarks/sampler.py --sizes L --weighted
 """
 from __future__ import annotations
 
@@ -55,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="timing windows per figure (median reported)")
     p.add_argument("--threads", type=int, default=None, help="sampler threads (default: all cores)")
     p.add_argument("--dgl-python", default=None, help="python of a venv with DGL 2.1 (the anchor)")
+    p.add_argument("--weighted", action="store_true",
+                   help="also time weighted walks (ratings 1-5 on every edge), window by window beside the uniform ones")
     p.add_argument("--out", default="bench_out/sampler.json")
     args = p.parse_args(argv)
 
@@ -65,21 +72,41 @@ def main(argv: list[str] | None = None) -> int:
         users, items = powerlaw_bipartite(n_items, n_users, n_draws)
         gen_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        graph = InteractionGraph.from_edges(users, items, num_groups=n_users, num_items=n_items)
+        ratings = np.random.default_rng(2).integers(1, 6, len(users)).astype(np.float32) if args.weighted else None
+        graph = InteractionGraph.from_edges(users, items, num_groups=n_users, num_items=n_items, weight=ratings)
         build_s = time.perf_counter() - t0
+        del ratings
         del users, items
         print(f"graph {size}: {graph.num_items} items, {graph.num_groups} groups, {graph.num_edges} edges; "
               f"generated in {gen_s:.1f} s, built in {build_s:.1f} s, {graph.nbytes / graph.num_edges:.2f} B/edge",
               flush=True)
         bytes_per_edge = graph.nbytes / graph.num_edges
-        ours = {}
+        ours, weighted = {}, {}
         for walks, T in CONFIGS:
             sampler = ImportanceSampler(graph, num_walks=walks, walk_length=3, restart_prob=0.5,
                                         num_neighbors=T, num_threads=args.threads)
-            runs = [seeds_per_second(sampler, n_items, args.seconds) for _ in range(args.repeats)]
+            w_sampler = None
+            if args.weighted:
+                t0 = time.perf_counter()
+                w_sampler = ImportanceSampler(graph, num_walks=walks, walk_length=3, restart_prob=0.5,
+                                              num_neighbors=T, num_threads=args.threads, weighted=True)
+                print(f"  walk weights: {w_sampler.walk_weights.nbytes / graph.num_edges:.1f} B/edge, "
+                      f"built in {time.perf_counter() - t0:.1f} s", flush=True)
+            runs, w_runs = [], []
+            for _ in range(args.repeats):  # interleaved: uniform then weighted, window by window
+                runs.append(seeds_per_second(sampler, n_items, args.seconds))
+                if w_sampler is not None:
+                    w_runs.append(seeds_per_second(w_sampler, n_items, args.seconds))
             ours[(walks, T)] = runs
             print(f"  pinsage walks={walks} T={T}: median {statistics.median(runs):,.0f} seeds/s "
                   f"(runs {', '.join(f'{r:,.0f}' for r in runs)})", flush=True)
+            if w_runs:
+                weighted[(walks, T)] = w_runs
+                ratios = [w / u for w, u in zip(w_runs, runs)]
+                print(f"  weighted walks={walks} T={T}: median {statistics.median(w_runs):,.0f} seeds/s "
+                      f"(runs {', '.join(f'{r:,.0f}' for r in w_runs)}); weighted / uniform median "
+                      f"{statistics.median(ratios):.2f}x (windows {', '.join(f'{r:.2f}' for r in ratios)})",
+                      flush=True)
         del graph
         dgl = {}
         if args.dgl_python:
@@ -98,13 +125,20 @@ def main(argv: list[str] | None = None) -> int:
                 "dgl_seeds_per_s": dgl.get(c), "ratio_vs_dgl": med / dgl[c] if c in dgl else None,
                 "gen_s": gen_s, "build_s": build_s, "bytes_per_edge": bytes_per_edge,
             })
+            if c in weighted:
+                rows[-1].update({"weighted_seeds_per_s": statistics.median(weighted[c]), "weighted_runs": weighted[c],
+                                 "weighted_over_uniform": statistics.median(
+                                     [w / u for w, u in zip(weighted[c], ours[c])])})
 
-    print("\n| graph | walks | T | pinsage seeds/s | DGL seeds/s | ratio |")
-    print("|---|---|---|---|---|---|")
+    print("\n| graph | walks | T | pinsage seeds/s | DGL seeds/s | ratio | weighted seeds/s | weighted / uniform |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         dgl_s = f"{r['dgl_seeds_per_s']:,.0f}" if r["dgl_seeds_per_s"] else "-"
         ratio = f"{r['ratio_vs_dgl']:.1f}x" if r["ratio_vs_dgl"] else "-"
-        print(f"| {r['graph']} | {r['walks']} | {r['T']} | {r['pinsage_seeds_per_s']:,.0f} | {dgl_s} | {ratio} |")
+        w_s = f"{r['weighted_seeds_per_s']:,.0f}" if "weighted_seeds_per_s" in r else "-"
+        w_r = f"{r['weighted_over_uniform']:.2f}x" if "weighted_over_uniform" in r else "-"
+        print(f"| {r['graph']} | {r['walks']} | {r['T']} | {r['pinsage_seeds_per_s']:,.0f} | {dgl_s} | {ratio} "
+              f"| {w_s} | {w_r} |")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "platform": platform.platform()},

@@ -47,6 +47,8 @@ class SamplerConfig:
     num_neighbors: int = 50          #: T, the top-T neighbourhood size (the paper's 50)
     resample_every_epoch: bool = False  #: draw fresh neighbourhoods each epoch (else fixed ones)
     method: str = "auto"             #: walks (Monte Carlo visit counts) | exact (expected visit counts) | auto (exact while items x edges <= 1e10; chosen on validation, docs/quality.md)
+    weighted: bool = False           #: walk steps proportional to edge weights (the weight column, else duplicate counts); ``--weight-col`` turns it on
+    weight_half_life: float = 0.0    #: with weighted walks: halve an edge's weight per this age before the newest edge, in the time column's units (datetimes: microseconds); 0: no decay
 
 
 @dataclass
@@ -208,6 +210,7 @@ def _validate_ranges(cfg: "PinSageConfig", source: str) -> None:
         ("sampler.num_walks", s.num_walks >= 1, ">= 1"), ("sampler.walk_length", s.walk_length >= 1, ">= 1"),
         ("sampler.num_neighbors", s.num_neighbors >= 1, ">= 1"),
         ("sampler.restart_prob", 0 <= s.restart_prob <= 1, "in [0, 1]"),
+        ("sampler.weight_half_life", s.weight_half_life >= 0, ">= 0"),
         ("train.epochs", t.epochs >= 0, ">= 0"), ("train.batch_size", t.batch_size >= 1, ">= 1"),
         ("train.lr", t.lr > 0, "> 0"), ("train.accumulate", t.accumulate >= 1, ">= 1"),
         ("train.log_every", t.log_every >= 1, ">= 1"), ("train.temperature", t.temperature > 0, "> 0"),

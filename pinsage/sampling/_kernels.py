@@ -14,6 +14,10 @@ import numpy as np
 
 _GOLDEN = 0x9E3779B97F4A7C15
 
+#: the ``item_alias`` / ``group_alias`` and ``item_total`` arguments of an unweighted kernel call
+NO_WEIGHTS = np.empty(0, dtype=np.uint64)
+NO_TOTALS = np.empty(0, dtype=np.float32)
+
 
 @nb.njit(cache=True, inline="always")
 def _splitmix64(x: np.uint64) -> np.uint64:
@@ -51,11 +55,40 @@ def _hop(lo, deg, state, item_groups, group_indptr, group_items):
     return np.int64(group_items[glo + _below(bits << np.uint64(32), gdeg)]), state
 
 
+@nb.njit(cache=True, inline="always")
+def _pick(adj, alias, lo, deg, bits32):
+    """The neighbour of the adjacency ``adj[lo:lo + deg]`` that 32 random bits select with probability
+    proportional to its edge's walk weight, from the alias entries ``alias[lo:lo + deg]``
+    (:class:`pinsage.graph.weights.WalkWeights`): ``bits32 * deg`` gives the slot (high part) and a uniform
+    32-bit fraction (low part) compared with the slot's threshold."""
+    x = bits32 * np.uint64(deg)
+    k = lo + np.int64(x >> np.uint64(32))
+    entry = alias[k]
+    if (x & np.uint64(0xFFFFFFFF)) < (entry >> np.uint64(32)):
+        return np.int64(adj[k])
+    return np.int64(entry & np.uint64(0xFFFFFFFF))
+
+
+@nb.njit(cache=True, inline="always")
+def _step(weighted, lo, deg, state, item_groups, item_alias, group_indptr, group_items, group_alias):
+    """One item -> group -> item step: uniform (:func:`_hop`) or, when ``weighted``, each edge with
+    probability proportional to its walk weight (``item_alias`` / ``group_alias``: alias tables in item- and
+    group-CSR order, :class:`pinsage.graph.weights.WalkWeights`). One 64-bit draw either way."""
+    if not weighted:
+        return _hop(lo, deg, state, item_groups, group_indptr, group_items)
+    state, bits = _next(state)
+    g = _pick(item_groups, item_alias, lo, deg, bits >> np.uint64(32))
+    glo = group_indptr[g]
+    gdeg = group_indptr[g + 1] - glo
+    return _pick(group_items, group_alias, glo, gdeg, bits & np.uint64(0xFFFFFFFF)), state
+
+
 _LANES = 16
 
 
 @nb.njit(cache=True, nogil=True)
 def _walk_one(s, state, item_indptr, item_groups, group_indptr, group_items,
+              weighted, item_alias, group_alias, item_total,
               num_walks, walk_length, threshold, always_stop, visits):
     """Run the walks of one seed; write visited items (seed excluded) to ``visits``; return their count.
 
@@ -65,6 +98,8 @@ def _walk_one(s, state, item_indptr, item_groups, group_indptr, group_items,
     nv = 0
     if item_indptr[s + 1] - item_indptr[s] == 0:
         return 0
+    if weighted and item_total[s] <= 0.0:
+        return 0  # every edge of the seed has weight 0: no step can be taken
     cur = np.empty(_LANES, dtype=np.int64)
     for w0 in range(0, num_walks, _LANES):
         lanes = min(_LANES, num_walks - w0)
@@ -83,7 +118,8 @@ def _walk_one(s, state, item_indptr, item_groups, group_indptr, group_items,
                     alive -= 1
                     cur[j] = cur[alive]
                     continue
-                nxt, state = _hop(lo, deg, state, item_groups, group_indptr, group_items)
+                nxt, state = _step(weighted, lo, deg, state, item_groups, item_alias, group_indptr,
+                                   group_items, group_alias)
                 if nxt != s:
                     visits[nv] = nxt
                     nv += 1
@@ -144,13 +180,15 @@ def _topk_one(visits, nv, table_items, table_counts, keys, nbr_row, cnt_row):
 
 @nb.njit(cache=True, nogil=True)
 def walk_topk_range(
-    seeds, item_indptr, item_groups, group_indptr, group_items,
+    seeds, item_indptr, item_groups, group_indptr, group_items, weighted, item_alias, group_alias, item_total,
     num_walks, walk_length, restart_prob, key, row_ids, nbr, cnt, nout, start, stop,
 ):
     """Visit counts of random walks with restart, top-T per seed, for ``seeds[start:stop]``.
 
-    For each seed ``s``: ``num_walks`` walks; each hop goes item -> uniform group -> uniform item,
-    records the item when it is not ``s``, then stops with probability ``restart_prob``; at most
+    For each seed ``s``: ``num_walks`` walks; each hop goes item -> uniform group -> uniform item
+    (when ``weighted``: each edge with probability proportional to its walk weight, from the alias tables
+    ``item_alias`` / ``group_alias`` and the totals ``item_total`` of
+    :class:`pinsage.graph.weights.WalkWeights`; pass :data:`NO_WEIGHTS` / :data:`NO_TOTALS` otherwise), records the item when it is not ``s``, then stops with probability ``restart_prob``; at most
     ``walk_length`` hops. Neighbours are ranked by visit count, ties by smaller item index
     (item indices must be below 2**32).
 
@@ -176,7 +214,8 @@ def walk_topk_range(
     for b in range(start, stop):
         state = _splitmix64(base ^ (np.uint64(row_ids[b] + 1) * np.uint64(_GOLDEN))) | np.uint64(1)
         nv = _walk_one(seeds[b], state, item_indptr, item_groups, group_indptr, group_items,
-                       num_walks, walk_length, threshold, always_stop, visits)
+                       weighted, item_alias, group_alias, item_total, num_walks, walk_length, threshold,
+                       always_stop, visits)
         nout[b] = _topk_one(visits, nv, table_items, table_counts, keys, nbr[b], cnt[b])
 
 
@@ -205,7 +244,7 @@ def _set_add(table, used, n_used, v):
 @nb.njit(cache=True, nogil=True)
 def beyond_closure_range(
     queries, nb_indptr, nb_indices, fan_out, item_indptr, item_groups, group_indptr, group_items,
-    walk_length, restart_prob, max_tries, key, row_ids, out, start, stop,
+    weighted, item_alias, group_alias, item_total, walk_length, restart_prob, max_tries, key, row_ids, out, start, stop,
 ):
     """Hard negatives as the first walk visit outside a query's importance closure, rows ``start..stop-1``.
 
@@ -213,7 +252,8 @@ def beyond_closure_range(
     the first ``fan_out`` neighbours of each of those (at most ``1 + f + f**2`` items, fewer where
     the lists overlap: the items a two-hop importance walk ranks highest). Each of the
     ``out.shape[1]`` samples runs random walks with restart from ``q`` (item -> uniform group ->
-    uniform item, stop with probability ``restart_prob`` after each hop, at most ``walk_length``
+    uniform item, or weighted steps as in :func:`walk_topk_range`, stop with probability ``restart_prob``
+    after each hop, at most ``walk_length``
     hops) and keeps the first visited item not in ``H(q)``; after ``max_tries`` walks without one
     the entry stays ``-1``. ``out`` ``(B, H)`` int64 must be pre-filled with -1; sample ``k`` of a row
     does not depend on ``H``, so a larger ``H`` extends the row. The random stream of row ``b``
@@ -246,7 +286,10 @@ def beyond_closure_range(
                     deg = item_indptr[cur + 1] - lo
                     if deg == 0:
                         break
-                    cur, state = _hop(lo, deg, state, item_groups, group_indptr, group_items)
+                    if weighted and item_total[cur] <= 0.0:
+                        break
+                    cur, state = _step(weighted, lo, deg, state, item_groups, item_alias, group_indptr,
+                                       group_items, group_alias)
                     if table[_set_slot(table, cur)] == -1:
                         found = cur
                         break

@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from pinsage._arrays import shrink_rows
+from pinsage.graph.weights import edge_walk_weights
 from pinsage.sampling.blocks import Neighborhoods
 
 if TYPE_CHECKING:
@@ -39,19 +40,24 @@ def exact_is_affordable(num_items: int, num_edges: int) -> bool:
     return float(num_items) * float(num_edges) <= EXACT_MAX_WORK
 
 
-def _transitions(graph: InteractionGraph) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """``(item -> group, group -> item)`` row-stochastic CSR matrices of the uniform walk steps."""
-    A = graph.to_scipy().astype(np.float32).tocsr()  # (groups, items)
-    A.data[:] = 1.0
+def _transitions(graph: InteractionGraph, weighted: bool = False,
+                 weight_half_life: float | None = None) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """``(item -> group, group -> item)`` row-stochastic CSR matrices of the walk steps: uniform, or
+    proportional to :func:`~pinsage.graph.weights.edge_walk_weights` when ``weighted``."""
+    A = graph.to_scipy().astype(np.float32).tocsr()  # (groups, items), edges in group-CSR order
+    A.data[:] = edge_walk_weights(graph, weight_half_life) if weighted else 1.0
     deg_i = np.asarray(A.sum(axis=0)).ravel()
     deg_g = np.asarray(A.sum(axis=1)).ravel()
-    to_group = (sp.diags((1.0 / np.maximum(deg_i, 1.0)).astype(np.float32)) @ A.T).tocsr()
-    to_item = (sp.diags((1.0 / np.maximum(deg_g, 1.0)).astype(np.float32)) @ A).tocsr()
+    inv_i = np.divide(1.0, deg_i, out=np.zeros_like(deg_i), where=deg_i > 0)  # total weight 0: no step
+    inv_g = np.divide(1.0, deg_g, out=np.zeros_like(deg_g), where=deg_g > 0)
+    to_group = (sp.diags(inv_i.astype(np.float32)) @ A.T).tocsr()
+    to_item = (sp.diags(inv_g.astype(np.float32)) @ A).tocsr()
     return to_group, to_item
 
 
 def exact_neighborhoods(graph: InteractionGraph, walk_length: int = 3, restart_prob: float = 0.5,
-                        num_neighbors: int = 50, block: int | None = None) -> Neighborhoods:
+                        num_neighbors: int = 50, block: int | None = None, weighted: bool = False,
+                        weight_half_life: float | None = None) -> Neighborhoods:
     """Every item's top-``num_neighbors`` items by exact expected walk visits (the item itself excluded).
 
     Args:
@@ -60,6 +66,9 @@ def exact_neighborhoods(graph: InteractionGraph, walk_length: int = 3, restart_p
         restart_prob: probability that a walk ends after each hop, :math:`r`.
         num_neighbors: T, the neighbourhood size; items reached by no walk are left out, so a row may
             be shorter.
+        weighted: steps proportional to the edge weights (decayed by ``weight_half_life``), as
+            :class:`~pinsage.ImportanceSampler` with ``weighted=True`` walks.
+        weight_half_life: see :func:`~pinsage.graph.weights.edge_walk_weights`.
         block: seeds per block (memory: two ``(num_items, block)`` float32 arrays); default: as many as
             keep them under 64 MB each, at most 512.
 
@@ -70,7 +79,7 @@ def exact_neighborhoods(graph: InteractionGraph, walk_length: int = 3, restart_p
     n = graph.num_items
     if block is None:
         block = int(max(8, min(512, (1 << 24) // max(n, 1))))
-    to_group, to_item = _transitions(graph)
+    to_group, to_item = _transitions(graph, weighted, weight_half_life if weighted else None)
     group_t, item_t = to_group.T.tocsr(), to_item.T.tocsr()  # column-vector products: v <- P^T v
     T = int(num_neighbors)
     index_dtype = np.int32 if n <= np.iinfo(np.int32).max else np.int64

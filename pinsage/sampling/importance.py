@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from pinsage._arrays import shrink_rows
-from pinsage.sampling._kernels import walk_topk_range
+from pinsage.graph.weights import WalkWeights, walk_weights
+from pinsage.sampling._kernels import NO_TOTALS, NO_WEIGHTS, walk_topk_range
 from pinsage.sampling.blocks import Neighborhoods
 
 if TYPE_CHECKING:
@@ -47,7 +48,10 @@ class ImportanceSampler:
     For each seed item :math:`s`, ``num_walks`` walks start at :math:`s`; each hop moves
     item :math:`\to` uniformly random group :math:`\to` uniformly random item, counts a visit to the
     item reached when it is not :math:`s`, then ends the walk with probability ``restart_prob``;
-    a walk makes at most ``walk_length`` hops. The expected visits to item :math:`j` per walk are
+    a walk makes at most ``walk_length`` hops. With ``weighted=True`` each step instead takes an
+    edge with probability proportional to its walk weight (the edge weight, optionally decayed with its
+    age by ``weight_half_life``; :mod:`pinsage.graph.weights`): :math:`A` below holds those weights.
+    The expected visits to item :math:`j` per walk are
 
     .. math::
         \mathbb{E}[c_{sj}] = \sum_{h=1}^{L} (1-r)^{h-1} (P^h)_{sj}, \qquad
@@ -82,6 +86,8 @@ class ImportanceSampler:
         num_neighbors: int = 50,
         seed: int = 0,
         num_threads: int | None = None,
+        weighted: bool = False,
+        weight_half_life: float | None = None,
     ) -> None:
         if num_walks < 1 or walk_length < 1 or num_neighbors < 1:
             raise ValueError("num_walks, walk_length and num_neighbors must be >= 1")
@@ -96,12 +102,18 @@ class ImportanceSampler:
         self._calls = 0
         self.num_threads = max(1, int(num_threads if num_threads is not None else min(os.cpu_count() or 1, 8)))
         self._pool: ThreadPoolExecutor | None = None
+        self.weighted = bool(weighted)
+        self.weight_half_life = weight_half_life or None
+        if self.weight_half_life and not self.weighted:
+            raise ValueError("weight_half_life decays the weights of weighted walks: set weighted=True")
+        self.walk_weights: WalkWeights | None = (walk_weights(graph, self.weight_half_life)
+                                                 if self.weighted else None)
 
     @classmethod
     def from_config(cls, graph: InteractionGraph, config: SamplerConfig, seed: int = 0) -> "ImportanceSampler":
         """The sampler a run's ``sampler`` settings describe (:class:`pinsage.config.SamplerConfig`)."""
         return cls(graph, config.num_walks, config.walk_length, config.restart_prob, config.num_neighbors,
-                   seed=seed)
+                   seed=seed, weighted=config.weighted, weight_half_life=config.weight_half_life)
 
     def all_neighborhoods(self, chunk: int = 16384, key_base: int = 0) -> Neighborhoods:
         """Every item's neighbourhood, sampled once: :func:`all_neighborhoods` of this sampler."""
@@ -114,7 +126,8 @@ class ImportanceSampler:
 
     def __repr__(self) -> str:
         return (f"ImportanceSampler(num_walks={self.num_walks}, walk_length={self.walk_length}, "
-                f"restart_prob={self.restart_prob}, num_neighbors={self.num_neighbors}, seed={self.seed})")
+                f"restart_prob={self.restart_prob}, num_neighbors={self.num_neighbors}, seed={self.seed}"
+                + (f", weighted=True, weight_half_life={self.weight_half_life}" if self.weighted else "") + ")")
 
     def _key(self, key: int | None) -> int:
         if key is None:
@@ -145,8 +158,8 @@ class ImportanceSampler:
         nbr = np.full((B, self.num_neighbors), -1, dtype=np.int64)
         cnt = np.zeros((B, self.num_neighbors), dtype=np.int32)
         nout = np.zeros(B, dtype=np.int64)
-        args = (seeds, g.item_indptr, g.item_groups, g.group_indptr, g.group_items,
-                self.num_walks, self.walk_length, self.restart_prob, self._key(key), stream_ids, nbr, cnt, nout)
+        args = (seeds, g.item_indptr, g.item_groups, g.group_indptr, g.group_items, self.weighted,
+                *self.kernel_weights(), self.num_walks, self.walk_length, self.restart_prob, self._key(key), stream_ids, nbr, cnt, nout)
         # the kernel releases the GIL; split the rows over a small thread pool (cheap to dispatch,
         # and unlike an OpenMP team it does not spin when the machine is oversubscribed)
         n_parts = min(self.num_threads, max(1, B // 64))
@@ -161,6 +174,14 @@ class ImportanceSampler:
             for f in futures:
                 f.result()
         return nbr, cnt, nout
+
+    def kernel_weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(item_alias, group_alias, item_total)`` for the compiled kernels: the walk weights' alias tables,
+        or empty arrays for uniform steps."""
+        if self.walk_weights is None:
+            return NO_WEIGHTS, NO_WEIGHTS, NO_TOTALS
+        w = self.walk_weights
+        return w.item_alias, w.group_alias, w.item_total
 
     def __call__(self, seeds: torch.Tensor | np.ndarray, key: int | None = None,
                  stream_ids: np.ndarray | None = None) -> SampledNeighborhoods:
@@ -219,5 +240,6 @@ def importance_neighborhoods(graph: InteractionGraph, config: SamplerConfig, see
     if method == "auto":
         method = "exact" if exact_is_affordable(graph.num_items, graph.num_edges) else "walks"
     if method == "exact":
-        return exact_neighborhoods(graph, config.walk_length, config.restart_prob, config.num_neighbors)
+        return exact_neighborhoods(graph, config.walk_length, config.restart_prob, config.num_neighbors,
+                                   weighted=config.weighted, weight_half_life=config.weight_half_life)
     return ImportanceSampler.from_config(graph, config, seed=seed).all_neighborhoods(key_base=key_base)
