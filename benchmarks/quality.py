@@ -84,7 +84,17 @@ VARIANTS: dict[str, tuple[dict, bool]] = {
     "2000 easy negatives": ({"train": {"easy_negatives": 2000}}, False),
     "id dropout 0.3": ({"model": {"id_dropout": 0.3}}, False),
     "128-d, 2000 easy negatives": ({"model": {"out_channels": 128}, "train": {"easy_negatives": 2000}}, False),
+    "ratings as walk weights": ({}, False),
+    "ratings as walk weights, 180-day half-life": ({"sampler": {"weight_half_life": 180 * 86400.0}}, False),
 }
+
+#: variants trained with ``--weight-col`` (weighted walks): variant -> the interactions' weight column
+WEIGHT_COLUMNS: dict[str, str] = {"ratings as walk weights": "rating",
+                                  "ratings as walk weights, 180-day half-life": "rating"}
+
+#: settings added after runs in ``--work`` were trained, at values that leave training unchanged: left
+#: out of a run's cache key while at these values, so the earlier runs stay reusable
+NEUTRAL_SETTINGS = {"sampler": {"weighted": False, "weight_half_life": 0.0}}
 
 METRICS = ("HR@10", "NDCG@10")
 
@@ -110,7 +120,7 @@ def _slug(text: str) -> str:
 
 
 def train_pinsage(split: Split, time_col: str | None, items: pd.DataFrame | None, overrides: dict, seed: int,
-                  work: Path, tag: str) -> tuple[np.ndarray, np.ndarray, float, bool]:
+                  work: Path, tag: str, weight_col: str | None = None) -> tuple[np.ndarray, np.ndarray, float, bool]:
     """Train with ``pinsage train`` (or reuse a matching run in ``work``); returns (embeddings, ids, seconds, reused)."""
     data_dir = work / tag
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -121,6 +131,8 @@ def train_pinsage(split: Split, time_col: str | None, items: pd.DataFrame | None
             "--quiet", "--overwrite", "--seed", str(seed)]
     if time_col is not None:
         argv += ["--time-col", time_col]
+    if weight_col is not None:
+        argv += ["--weight-col", weight_col]
     if items is not None:
         fcsv = data_dir / "items.csv"
         if not fcsv.exists():
@@ -136,6 +148,10 @@ def train_pinsage(split: Split, time_col: str | None, items: pd.DataFrame | None
     from pinsage.config import PinSageConfig
 
     effective = PinSageConfig.from_dict(overrides or {}).override(train__seed=seed).to_dict()
+    for section, neutral in NEUTRAL_SETTINGS.items():
+        for name, value in neutral.items():
+            if effective[section].get(name) == value:
+                del effective[section][name]
     key = hashlib.sha1(json.dumps([argv, effective], sort_keys=True, default=str).encode()).hexdigest()[:12]
     run = data_dir / f"run-{key}"
     argv += ["--out", str(run)]
@@ -238,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
             dot_tables, cos_tables, seconds = [], [], []
             for seed in args.seeds:
                 emb, run_ids, sec, reused = train_pinsage(evaluated, time_col, items if use_features else None,
-                                                          overrides, seed, Path(args.work), f"{args.dataset}-{split_name}")
+                                                          overrides, seed, Path(args.work), f"{args.dataset}-{split_name}",
+                                                          weight_col=WEIGHT_COLUMNS.get(name))
                 dot = evaluate_per_user(EmbeddingScorer(emb).score, evaluated, item_ids=run_ids)
                 cos = evaluate_per_user(EmbeddingScorer(emb, normalize=True).score, evaluated, item_ids=run_ids)
                 dot_tables.append(dot)

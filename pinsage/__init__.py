@@ -7,13 +7,21 @@ The public API:
   :func:`build_blocks`, :func:`personalized_pagerank`, :func:`ppr_rank_window`;
 * model: :class:`ImportanceConv`, :class:`PinSage`, :func:`embed_all`;
 * training: :class:`PinSageConfig`, :class:`PinSageEmbedder` (fit / transform / similar_items / recommend);
+* runs: :func:`write_model_card` / :func:`render_model_card` (a run directory's README.md);
 * serving: :class:`ItemIndex` (build / related / recommend / save / load); :mod:`pinsage.serve`, the HTTP
   server of ``pinsage serve`` (needs the ``serve`` extra and is not imported by ``import pinsage``);
 * evaluation: :mod:`pinsage.evaluation` (leave-last-out split, HR/NDCG/MRR, tuned baselines, intervals);
 * figures: :mod:`pinsage.plot` (training curve, metric vs K, embedding map; needs the ``plot``
   extra and is not imported by ``import pinsage``).
+
+Messages go through :mod:`logging` (the ``pinsage`` logger and its children, named after the modules);
+the package configures no handler (``pinsage`` on the command line does, in :mod:`pinsage.cli`), so
+progress messages (INFO) appear only once an application configures logging, e.g.
+``logging.basicConfig(level=logging.INFO)``; warnings reach stderr as Python's default.
 """
 from pinsage._io import InputError
+from pinsage._version import __version__
+from pinsage.card import render_model_card, write_model_card
 from pinsage.config import ModelConfig, PinSageConfig, SamplerConfig, TrainConfig
 from pinsage.estimator import PinSageEmbedder
 from pinsage.features import ItemFeatureEncoder
@@ -24,8 +32,6 @@ from pinsage.sampling import (
     Block, ImportanceSampler, Neighborhoods, SampledNeighborhoods, all_neighborhoods, build_blocks,
     personalized_pagerank, ppr_rank_window,
 )
-
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str):
@@ -45,5 +51,5 @@ __all__ = [
     "InputError", "InteractionGraph", "ItemFeatureEncoder", "ImportanceSampler", "SampledNeighborhoods",
     "personalized_pagerank", "ppr_rank_window", "ImportanceConv", "PinSage", "Block", "Neighborhoods",
     "build_blocks", "all_neighborhoods", "embed_all", "embed_sampled", "PinSageConfig", "ModelConfig", "SamplerConfig",
-    "TrainConfig", "PinSageEmbedder", "ItemIndex", "__version__",
+    "TrainConfig", "PinSageEmbedder", "ItemIndex", "render_model_card", "write_model_card", "__version__",
 ]

@@ -1,7 +1,14 @@
-"""Atomic file writing and tabular input reading shared by every user-facing path."""
+"""Atomic file writing and tabular input reading shared by every user-facing path.
+
+An input option given as ``-`` reads standard input (:data:`STDIN`, :func:`read_stdin`): its bytes are read
+into memory once and go through the same readers as a file's (:func:`read_table` with ``data=``), the
+format told from the bytes themselves (Parquet's ``PAR1`` magic, gzip's ``1f 8b``, else CSV).
+"""
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import os
 import re
 import shutil
@@ -10,13 +17,14 @@ import tempfile
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, Union
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["atomic_path", "atomic_dir", "replace_dir", "save_npy_atomic", "read_table", "sha256_file", "InputError",
-           "sniff_separator", "check_header"]
+__all__ = ["atomic_path", "atomic_dir", "replace_dir", "save_npy_atomic", "read_table", "sha256_file", "sha256_bytes",
+           "InputError", "sniff_separator", "check_header", "STDIN", "is_stdin", "read_stdin", "stdin_label",
+           "sniff_suffix"]
 
 
 class InputError(ValueError):
@@ -116,13 +124,107 @@ def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> None:
 
 def sha256_file(path: str | os.PathLike) -> str:
     """The SHA-256 of a file's bytes, as hex (read in 1 MiB blocks)."""
-    import hashlib
-
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    """The SHA-256 of ``data``, as hex (that of the bytes read from standard input, for run.json)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# standard input
+# ---------------------------------------------------------------------------------------------
+
+#: the file name that means standard input on the command line
+STDIN = "-"
+_PARQUET_MAGIC = b"PAR1"
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def is_stdin(arg: str | os.PathLike | None) -> bool:
+    """Whether a file option's value is ``-`` (standard input)."""
+    return arg is not None and str(arg) == STDIN
+
+
+def stdin_label(option: str) -> str:
+    """How messages name a file option given as ``-``: ``"--interactions - (standard input)"``."""
+    return f"{option} {STDIN} (standard input)"
+
+
+def read_stdin(what: str = STDIN) -> bytes:
+    """Every byte of standard input, for a file option given as ``-``; ``what`` names it in messages
+    (``"--interactions -"``).
+
+    Raises :class:`InputError` naming it when standard input is a terminal (nothing is piped in: the
+    command would wait for typing), closed, unreadable, or empty.
+    """
+    stream = sys.stdin
+    hint = f"pipe a file in, e.g. `pinsage ... {what} < file.csv` or `cat file.csv | pinsage ... {what}`"
+    if stream is None or getattr(stream, "closed", False):
+        raise InputError(f"{what}: standard input is closed; {hint}")
+    try:
+        tty = stream.isatty()
+    except (OSError, ValueError):
+        tty = False
+    if tty:
+        raise InputError(f"{what}: standard input is a terminal; {hint}")
+    try:
+        buffer = getattr(stream, "buffer", None)
+        data = buffer.read() if buffer is not None else stream.read()
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{what}: could not read standard input: {exc}") from exc
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    if not data:
+        raise InputError(f"{what}: standard input is empty (expected the bytes of a file piped in)")
+    return data
+
+
+def sniff_suffix(data: bytes) -> str:
+    """The file-name suffix bytes read from standard input would have: ``.parquet``, ``.csv.gz`` or ``.csv``
+    (what :meth:`pinsage.run.RunDir.copy_input` names their copy)."""
+    if data.startswith(_PARQUET_MAGIC):
+        return ".parquet"
+    if data.startswith(_GZIP_MAGIC):
+        return ".csv.gz"
+    return ".csv"
+
+
+class _Bytes:
+    """An input held in memory (read from standard input): what the readers need of a file."""
+
+    def __init__(self, data: bytes, label: str) -> None:
+        self.label = label
+        self.gzipped = data.startswith(_GZIP_MAGIC)
+        self.raw = data
+        self._data: bytes | None = None
+
+    @property
+    def data(self) -> bytes:
+        """The bytes, decompressed when gzipped (once)."""
+        if self._data is None:
+            if self.gzipped:
+                import gzip
+
+                try:
+                    self._data = gzip.decompress(self.raw)
+                except (OSError, EOFError) as exc:
+                    raise InputError(f"{self.label}: not a readable gzip stream: {exc}") from exc
+            else:
+                self._data = self.raw
+        return self._data
+
+    def __str__(self) -> str:
+        return self.label
+
+
+#: a file on disk, or bytes read from standard input
+_Source = Union[Path, _Bytes]
 
 
 def save_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> None:
@@ -141,8 +243,10 @@ _BLOCK_BYTES = 1 << 24
 _QUOTED = re.compile(r'"[^"]*"')
 
 
-def _open_bytes(path: Path) -> BinaryIO:
-    """The file's bytes, decompressed when its name ends in ``.gz``."""
+def _open_bytes(path: _Source) -> BinaryIO:
+    """The file's bytes, decompressed when its name ends in ``.gz`` (in-memory input: when gzipped)."""
+    if isinstance(path, _Bytes):
+        return io.BytesIO(path.data)
     if path.name.lower().endswith(".gz"):
         import gzip
 
@@ -150,7 +254,7 @@ def _open_bytes(path: Path) -> BinaryIO:
     return open(path, "rb")
 
 
-def _csv_header(path: Path) -> tuple[str | None, str]:
+def _csv_header(path: _Source) -> tuple[str | None, str]:
     """``(header line, encoding)`` of a CSV file: its first non-blank line (None when the file holds
     nothing but blanks) and ``"utf-16"`` when it starts with a UTF-16 byte-order mark, else
     ``"utf-8-sig"`` (UTF-8, a byte-order mark skipped). Reads only the file's first block."""
@@ -176,7 +280,7 @@ def sniff_separator(line: str) -> str:
     return CSV_SEPARATORS[best] if counts[best] else ","
 
 
-def check_header(path: Path, line: str, sep: str) -> None:
+def check_header(path: Path | str | _Bytes, line: str, sep: str) -> None:
     """Refuse a header that names a column twice (pandas would silently rename the second ``x.1``)."""
     try:
         names = next(csv.reader([line], delimiter=sep, skipinitialspace=True))
@@ -190,7 +294,7 @@ def check_header(path: Path, line: str, sep: str) -> None:
         first.setdefault(name, pos)
 
 
-def _undecodable_line(path: Path) -> str:
+def _undecodable_line(path: _Source) -> str:
     """Where a file stops being UTF-8: ``"line N (bytes b'...')"``, scanning whole lines block by block
     (a newline byte never lies inside a UTF-8 character). Only called to word an error."""
     line_no, carry = 1, b""
@@ -212,7 +316,12 @@ def _undecodable_line(path: Path) -> str:
                 return "somewhere"
 
 
-def _read_csv(path: Path, name: str) -> pd.DataFrame:
+def _pandas_input(path: _Source) -> Path | BinaryIO:
+    """What pandas reads: the path (it decompresses ``.gz`` itself), or a fresh stream over in-memory bytes."""
+    return io.BytesIO(path.data) if isinstance(path, _Bytes) else path
+
+
+def _read_csv(path: _Source, name: str) -> pd.DataFrame:
     """A CSV file with pandas' C parser, after checking its header line (see :func:`read_table`)."""
     line, encoding = _csv_header(path)
     if line is None:
@@ -222,13 +331,14 @@ def _read_csv(path: Path, name: str) -> pd.DataFrame:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", pd.errors.DtypeWarning)  # mixed chunks: handled below
-            df = pd.read_csv(path, sep=sep, encoding=encoding, skipinitialspace=True)
+            df = pd.read_csv(_pandas_input(path), sep=sep, encoding=encoding, skipinitialspace=True)
             # a long column can be typed per block (numbers in one, text in another): "12" would then be
             # the number 12 on one row and the text "12" on another. Such columns are read again as text.
             mixed = [c for c in df.columns if df[c].dtype == object
                      and pd.api.types.infer_dtype(df[c], skipna=True).startswith("mixed")]
             if mixed:
-                text = pd.read_csv(path, sep=sep, encoding=encoding, skipinitialspace=True, usecols=mixed, dtype=str)
+                text = pd.read_csv(_pandas_input(path), sep=sep, encoding=encoding, skipinitialspace=True,
+                                   usecols=mixed, dtype=str)
                 for c in mixed:
                     df[c] = text[c]
     except UnicodeDecodeError as exc:
@@ -240,16 +350,16 @@ def _read_csv(path: Path, name: str) -> pd.DataFrame:
     return df
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
+def _read_parquet(path: _Source) -> pd.DataFrame:
     """A Parquet file; binary columns holding UTF-8 become text (see :func:`read_table`)."""
     import pyarrow.parquet as pq
 
-    names = pq.read_schema(path).names  # the footer only; pandas/pyarrow fail obscurely on repeated names
+    names = pq.read_schema(_pandas_input(path)).names  # the footer only; pandas/pyarrow fail obscurely on repeated names
     dup = [n for i, n in enumerate(names) if n in names[:i]]
     if dup:
         raise InputError(f"{path}: column {dup[0]!r} appears twice (columns {names.index(dup[0]) + 1} and "
                          f"{names.index(dup[0], names.index(dup[0]) + 1) + 1}); expected unique column names")
-    df = pd.read_parquet(path)
+    df = pd.read_parquet(_pandas_input(path))
     if len(df) == 0:
         raise InputError(f"{path}: no rows (columns {list(df.columns)})")
     for c in df.columns:
@@ -261,8 +371,15 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     return df
 
 
-def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
+def read_table(path: str | os.PathLike, columns: list[str] | None = None, *, data: bytes | None = None,
+               label: str | None = None) -> pd.DataFrame:
     """Read a CSV (``.csv``, ``.tsv``, ``.txt``, optionally gzipped) or Parquet file into a DataFrame.
+
+    ``path`` ``-`` reads standard input (:func:`read_stdin`); ``data``, when given, is the input's bytes
+    already read (e.g. from standard input, by a caller that checksums them), and ``path`` only names
+    it. In-memory bytes are Parquet when they start with ``PAR1``, gzipped CSV when they start with
+    ``1f 8b``, else CSV (the separator sniffed as for a ``.csv`` file). ``label`` names in-memory input
+    in messages (default ``standard input``; see :func:`stdin_label`); a file is named by its path.
 
     CSV files are UTF-8 (a byte-order mark is skipped) or UTF-16 with a byte-order mark. The separator
     of a ``.tsv`` file is a tab; that of a ``.csv`` / ``.txt`` file is whichever of ``,`` tab ``;``
@@ -275,30 +392,38 @@ def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pd.
     UTF-8, has no rows (empty or only a header), or names a column twice (pandas would rename the
     second ``x.1``); and naming the missing column when ``columns`` are asked for and absent.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    name = path.name.lower()
+    src: _Source
+    if data is not None or is_stdin(path):
+        if data is None:
+            data = read_stdin(label or STDIN)
+        src = _Bytes(data, label or ("standard input" if is_stdin(path) else str(path)))
+        name = ".parquet" if data.startswith(_PARQUET_MAGIC) else ".csv"
+    else:
+        src = Path(path)
+        if not src.exists():
+            raise InputError(f"{src}: file not found")
+        name = src.name.lower()
+    where = str(src)
     is_parquet = name.endswith(_PARQUET_SUFFIXES)
     try:
         if is_parquet:
-            df = _read_parquet(path)
+            df = _read_parquet(src)
         elif name.endswith(_CSV_SUFFIXES):
-            df = _read_csv(path, name)
+            df = _read_csv(src, name)
         else:
             raise InputError(
-                f"{path}: not a CSV or Parquet file (expected a name ending in .csv, .tsv or .parquet)"
+                f"{where}: not a CSV or Parquet file (expected a name ending in .csv, .tsv or .parquet)"
             )
     except InputError:
         raise
     except Exception as exc:  # pandas/pyarrow raise many types for unreadable files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: could not be read as {'Parquet' if is_parquet else 'CSV'}: {first}") from exc
+        raise InputError(f"{where}: could not be read as {'Parquet' if is_parquet else 'CSV'}: {first}") from exc
     if columns:
         missing = [c for c in columns if c is not None and c not in df.columns]
         if missing:
             raise InputError(
-                f"{path}: missing column(s) {missing}; the file has columns {list(df.columns)}"
+                f"{where}: missing column(s) {missing}; the file has columns {list(df.columns)}"
             )
-    df.attrs["source"] = str(path)
+    df.attrs["source"] = where
     return df

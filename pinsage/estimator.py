@@ -10,6 +10,7 @@ full-graph embeddings (:func:`~pinsage.embed_all`). The run directory is written
 """
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import time
@@ -23,7 +24,8 @@ import torch
 import torch.distributed as dist
 
 from pinsage._io import InputError
-from pinsage.config import PinSageConfig
+from pinsage._version import package_versions
+from pinsage.config import PinSageConfig, SamplerConfig
 from pinsage.features import catalogue_items, catalogue_node_inputs, fit_node_inputs
 from pinsage.graph import InteractionGraph
 from pinsage.ids import rows_of
@@ -39,6 +41,18 @@ from pinsage.train.trainer import Trainer
 
 __all__ = ["PinSageEmbedder", "NotFittedError"]
 
+log = logging.getLogger(__name__)
+
+
+def _neighborhood_method(graph: InteractionGraph, sampler: SamplerConfig) -> str:
+    """The neighbourhoods ``sampler.method`` gives this graph: ``"exact"`` or ``"walks"`` (``auto`` resolved
+    as :func:`pinsage.sampling.importance_neighborhoods` resolves it)."""
+    from pinsage.sampling.exact import exact_is_affordable
+
+    if sampler.method != "auto":
+        return sampler.method
+    return "exact" if exact_is_affordable(graph.num_items, graph.num_edges) else "walks"
+
 
 class NotFittedError(ValueError, AttributeError):
     """An estimator method that needs a fitted model was called before ``fit`` (or ``load``)."""
@@ -48,6 +62,13 @@ def _dist_info() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def _utc_now() -> str:
+    """The time now in UTC, ISO 8601 to the second (``2024-05-01T10:00:00Z``)."""
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _loader_workers(requested: int) -> int:
@@ -96,7 +117,8 @@ class PinSageEmbedder:
     #: what ``fit`` / ``load`` set; cleared by every ``fit``
     _FITTED = ("config_", "graph_", "item_ids_", "features_", "feature_encoder_", "sampler_", "neighborhoods_",
                "model_", "trainer_", "history_", "item_embeddings_", "timings_", "run_meta_", "_index",
-               "catalogue_ids_", "catalogue_features_")
+               "catalogue_ids_", "catalogue_features_", "neighborhood_method_", "train_steps_", "positive_pairs_",
+               "trained_at_")
 
     def __init__(self, config: PinSageConfig | None = None, device: str | torch.device = "cpu",
                  progress: bool = True) -> None:
@@ -147,8 +169,14 @@ class PinSageEmbedder:
         work_dir: str | os.PathLike | None = None,
         resume: bool = False,
         source: str = "interactions",
+        weight_col: str | None = None,
     ) -> "PinSageEmbedder":
         """Train on ``interactions`` (a DataFrame with the named columns, or a built graph).
+
+        ``weight_col``: a column of non-negative edge weights (ratings, play counts, dwell time); it
+        switches weighted walks on (``sampler.weighted``, recorded in ``config_``): walk steps follow the
+        weights, optionally decayed by ``sampler.weight_half_life``. ``sampler.weighted`` without a weight
+        column walks by the number of times each (group, item) pair occurs.
 
         ``item_features``: optional DataFrame keyed by ``item_key`` (numeric, multi-hot "a|b",
         categorical and text columns; see :class:`~pinsage.features.ItemFeatureEncoder`). It may list
@@ -157,24 +185,37 @@ class PinSageEmbedder:
         ``work_dir`` holds the checkpoint and the JSONL log (a temporary directory when None).
         """
         self._reset()
-        cfg = self.config_ = self.config if self.config is not None else PinSageConfig()
+        cfg = self.config if self.config is not None else PinSageConfig()
+        if weight_col is not None and not cfg.sampler.weighted:
+            cfg = cfg.override(sampler__weighted=True)
+        if cfg.sampler.weight_half_life and not cfg.sampler.weighted:
+            raise InputError("sampler.weight_half_life decays the weights of weighted walks, but walks are not "
+                             "weighted: give a weight column (weight_col, --weight-col) or set sampler.weighted: true")
+        self.config_ = cfg
         device = self.device_
         t_start = time.perf_counter()
         rank, world = _dist_info()
         torch.manual_seed(cfg.train.seed)
         rng = np.random.default_rng(cfg.train.seed)
-        graph = self.graph_ = self._graph(interactions, group_col, item_col, time_col, source)
+        graph = self.graph_ = self._graph(interactions, group_col, item_col, time_col, source, weight_col)
         self.item_ids_ = graph.item_ids
         self.features_, self.feature_encoder_ = fit_node_inputs(graph, cfg.model, cfg.train.seed, item_features,
                                                                 item_key)
         self._catalogue(graph, item_features, item_key)
+        say = log.info if rank == 0 else log.debug
+        say("graph: %d items, %d groups, %d edges%s", graph.num_items, graph.num_groups, graph.num_edges,
+            f" (+ {len(self.catalogue_ids_)} catalogue items)" if len(self.catalogue_ids_) else "")
         self.sampler_ = ImportanceSampler.from_config(graph, cfg.sampler, seed=cfg.train.seed)
         t0 = time.perf_counter()
+        self.neighborhood_method_ = _neighborhood_method(graph, cfg.sampler)
         self.neighborhoods_ = importance_neighborhoods(graph, cfg.sampler, seed=cfg.train.seed)
         self.timings_ = {"neighborhoods_s": time.perf_counter() - t0}
+        say("importance neighbourhoods (%s) in %.1f s", self.neighborhood_method_, self.timings_["neighborhoods_s"])
         t0 = time.perf_counter()
         data = TrainingData.build(graph, cfg.train, rng, self.neighborhoods_, source)
         self.timings_["pairs_negatives_s"] = time.perf_counter() - t0
+        self.positive_pairs_ = len(data.pairs)
+        say("%d positive pairs and the hard negatives in %.1f s", self.positive_pairs_, self.timings_["pairs_negatives_s"])
 
         feature_dim = 0 if self.features_ is None else self.features_.shape[1]
         if feature_dim == 0 and cfg.model.id_dim == 0:
@@ -203,7 +244,8 @@ class PinSageEmbedder:
                                                 sparse=self._sparse_ids(graph.num_items, world))
             t0 = time.perf_counter()
             with _work_directory(work_dir) as wd, _cores_left_to_workers(device, workers):
-                self.trainer_ = Trainer(self.model_, t, loader_for_epoch, len(dataset(1)), wd,
+                self.train_steps_ = len(dataset(1))
+                self.trainer_ = Trainer(self.model_, t, loader_for_epoch, self.train_steps_, wd,
                                         device=device, progress=self.progress,
                                         signature=self._signature(graph, feature_dim))
                 self.trainer_.fit(resume=resume,
@@ -213,6 +255,8 @@ class PinSageEmbedder:
                 epoch_loader.close()
         self.timings_["train_s"] = time.perf_counter() - t0
         self.history_ = self.trainer_.state.history
+        say("trained %d epochs of %d steps (%d pairs each) in %.1f s", t.epochs, self.train_steps_,
+            self.train_steps_ * t.batch_size, self.timings_["train_s"])
         # free what only training needed before the full-graph pass (graph L: pairs 2.9 GB, Adam 1 GB)
         del data
         self.trainer_.release_state()
@@ -225,6 +269,8 @@ class PinSageEmbedder:
             self.item_embeddings_ = self.embed()
         self.timings_["inference_s"] = time.perf_counter() - t0
         self.timings_["total_s"] = time.perf_counter() - t_start
+        self.trained_at_ = _utc_now()
+        say("embedded %d items in %.1f s", len(self.item_ids_), self.timings_["inference_s"])
         return self
 
     def _catalogue(self, graph: InteractionGraph, item_features: pd.DataFrame | None, item_key: str | None) -> None:
@@ -241,12 +287,13 @@ class PinSageEmbedder:
 
     @staticmethod
     def _graph(interactions: pd.DataFrame | InteractionGraph, group_col: str | None, item_col: str | None,
-               time_col: str | None, source: str) -> InteractionGraph:
+               time_col: str | None, source: str, weight_col: str | None = None) -> InteractionGraph:
         if isinstance(interactions, InteractionGraph):
             return interactions
         if group_col is None or item_col is None:
             raise InputError(f"{source}: group_col and item_col are required")
-        return InteractionGraph.from_pandas(interactions, group_col, item_col, time_col=time_col, source=source)
+        return InteractionGraph.from_pandas(interactions, group_col, item_col, time_col=time_col,
+                                            weight_col=weight_col, source=source)
 
     def _signature(self, graph: InteractionGraph, feature_dim: int) -> dict[str, Any]:
         """What a checkpoint must match to be resumed (extending a finished run with more epochs is allowed)."""
@@ -350,7 +397,11 @@ class PinSageEmbedder:
     def save(self, run_dir: str | os.PathLike, extra: dict | None = None) -> RunDir:
         """Write the run into ``run_dir`` (a fresh directory, renamed into place by the caller):
         embeddings and ids, config, model, graph, neighbourhoods, node inputs, encoder, run.json
-        (see :mod:`pinsage.run`)."""
+        (see :mod:`pinsage.run`).
+
+        run.json records the sizes, the timings, the seed, the package versions (``versions``), the
+        neighbourhood method used, the positive pairs and the steps and pairs trained per epoch, and when
+        training ended, then ``extra`` (the command line's columns, input paths and checksums)."""
         self._check_fitted()
         run = RunDir(run_dir)
         run.write_embeddings(self.item_embeddings_, self.item_ids_)
@@ -363,9 +414,16 @@ class PinSageEmbedder:
         if self.feature_encoder_ is not None:
             run.write_feature_encoder(self.feature_encoder_)
         n_catalogue = len(getattr(self, "catalogue_ids_", ()))
+        steps = getattr(self, "train_steps_", None)
         run.write_meta({"num_items": len(self.item_ids_), "num_graph_items": self.graph_.num_items,
                         "num_catalogue_items": n_catalogue, "num_groups": self.graph_.num_groups,
                         "num_edges": self.graph_.num_edges, "timings": getattr(self, "timings_", {}),
+                        "seed": self.config_.train.seed, "versions": package_versions(),
+                        "neighborhood_method": getattr(self, "neighborhood_method_", None),
+                        "num_positive_pairs": getattr(self, "positive_pairs_", None),
+                        "steps_per_epoch": steps,
+                        "pairs_per_epoch": steps * self.config_.train.batch_size if steps is not None else None,
+                        "trained_at": getattr(self, "trained_at_", None) or _utc_now(),
                         **(extra or {})})
         return run
 

@@ -10,7 +10,8 @@ file                        content
 ``item_ids.npy``            the items' original ids in row order (numbers, or fixed-width strings)
 ``config.yaml``             every setting of the run (:class:`pinsage.PinSageConfig`)
 ``model.pt``                ``{"state_dict": tensors, "kwargs": PinSage.get_config()}``
-``run.json``                metadata: counts, columns, input paths, timings
+``run.json``                metadata: counts, columns, input paths and checksums, versions, timings
+``README.md``               the model card (:mod:`pinsage.card`): sizes, settings, inputs, evaluation
 ``graph/``                  the training graph (:meth:`pinsage.InteractionGraph.save`)
 ``neighborhoods.npz``       the importance neighbourhoods used for the final embeddings
 ``item_features.npy``       the node inputs (content | spectral | log degree), when any
@@ -23,8 +24,9 @@ file                        content
 
 Nothing here unpickles: arrays load with ``allow_pickle=False``, ``model.pt`` with
 ``torch.load(weights_only=True)``, everything else is JSON or YAML. Every write goes through a
-temporary file and a rename. ``run.json`` records the SHA-256 of every other file of the run
-(:meth:`RunDir.record_checksums`); each reader verifies the files it is about to parse and names a
+temporary file and a rename. ``run.json`` records the SHA-256 of every other file of the run but
+the model card ``README.md`` (:data:`UNCHECKED`: a human-readable summary, re-rendered when an
+evaluation is recorded and read by no command) (:meth:`RunDir.record_checksums`); each reader verifies the files it is about to parse and names a
 damaged one before numpy, torch or faiss reads it. The only paths ``run.json`` records that a command
 opens are relative paths inside the run (:func:`resolve_recorded_path`); the input paths it lists for
 the record (``interactions``, ``item_features_source``) are never opened. Format notes: ``docs/cli.md``.
@@ -32,26 +34,33 @@ the record (``interactions``, ``item_features_source``) are never opened. Format
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sys
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
-from pinsage._io import InputError, atomic_path, read_table, save_npy_atomic, sha256_file
+from pinsage._io import InputError, atomic_path, read_table, save_npy_atomic, sha256_file, sniff_suffix
 from pinsage.config import PinSageConfig
 from pinsage.ids import lookup_keys
 
-__all__ = ["RunDir", "FILES", "resolve_recorded_path", "savable_ids"]
+__all__ = ["RunDir", "FILES", "UNCHECKED", "resolve_recorded_path", "savable_ids"]
+
+log = logging.getLogger(__name__)
 
 #: the file names of a run directory, by role
 FILES = {
     "embeddings": "item_embeddings.npy", "ids": "item_ids.npy", "config": "config.yaml", "model": "model.pt",
     "meta": "run.json", "graph": "graph", "neighborhoods": "neighborhoods.npz", "features": "item_features.npy",
     "encoder": "feature_encoder.json", "log": "train_log.jsonl", "checkpoint": "checkpoint.pt", "index": "index",
-    "inputs": "inputs",
+    "inputs": "inputs", "card": "README.md",
 }
+#: files of a run that run.json's checksums leave out: the model card is a summary for people, rewritten
+#: when an evaluation is recorded (``pinsage evaluate --record``) and parsed by no command
+UNCHECKED = (FILES["card"],)
+#: ``RunDir.index(warn_to=...)``'s default: report a stale index through the ``pinsage.run`` logger
+_LOG = object()
 #: the run.json key of the recorded checksums: {path relative to the run: sha256 hex}
 CHECKSUMS = "checksums"
 #: files whose presence marks a directory as holding a run
@@ -139,11 +148,13 @@ class RunDir:
 
     # -------------------------------------------------------------------------------- integrity
     def _files(self) -> list[Path]:
-        """Every file of the run but ``run.json`` and ``index/`` (which records its own checksums, so
-        that writing an index is one atomic step), in sorted order, hidden temporary files left out."""
+        """Every file of the run but ``run.json``, ``index/`` (which records its own checksums, so that
+        writing an index is one atomic step) and :data:`UNCHECKED`, in sorted order, hidden temporary
+        files left out."""
         meta, index = self.file("meta"), FILES["index"]
         return sorted(p for p in self.path.rglob("*")
                       if p.is_file() and p != meta and p.relative_to(self.path).parts[0] != index
+                      and p.relative_to(self.path).as_posix() not in UNCHECKED
                       and not any(part.startswith(".") for part in p.relative_to(self.path).parts))
 
     def record_checksums(self) -> dict[str, str]:
@@ -201,11 +212,20 @@ class RunDir:
         """A path recorded in ``run.json``, confined to the run (see :func:`resolve_recorded_path`)."""
         return resolve_recorded_path(recorded, self.path, key)
 
-    def copy_input(self, source: str | os.PathLike, name: str) -> str:
+    def copy_input(self, source: str | os.PathLike, name: str, data: bytes | None = None) -> str:
         """Copy an input file into ``inputs/`` (through a temporary file) and return its path relative
-        to the run, for ``run.json``: the run then carries what ``pinsage embed`` and titles read."""
+        to the run, for ``run.json``: the run then carries what ``pinsage embed`` and titles read.
+
+        ``data``: the input's bytes as read (standard input, ``source`` ``-``), written as they are under
+        the suffix their content implies (``.parquet``, ``.csv.gz`` or ``.csv``).
+        """
         import shutil
 
+        if data is not None:
+            rel = f"{FILES['inputs']}/{name}{sniff_suffix(data)}"
+            with atomic_path(self.path / rel) as tmp:
+                Path(tmp).write_bytes(data)
+            return rel
         src = Path(source)
         gzipped = src.suffix.lower() == ".gz"
         rel = f"{FILES['inputs']}/{name}{''.join(src.suffixes[-2:]) if gzipped else src.suffix}"
@@ -330,9 +350,10 @@ class RunDir:
 
     # ------------------------------------------------------------------------------- the index
     def index(self, embeddings: np.ndarray | None = None, ids: np.ndarray | None = None,
-              warn_to: IO[str] | None = sys.stderr):
+              warn_to: IO[str] | None | object = _LOG):
         """The run's saved ``index/`` when present and matching its items, else an exact index built
-        on the fly (a stale index is reported on ``warn_to``)."""
+        on the fly. A stale index is reported as a warning of the ``pinsage.run`` logger, or written
+        to ``warn_to`` when that is a text stream (None: not reported)."""
         from pinsage.index import ItemIndex
 
         if embeddings is None or ids is None:
@@ -349,9 +370,11 @@ class RunDir:
                     same = False
             if same:
                 return index
-            if warn_to is not None:
-                print(f"pinsage: {path} does not match the run's items (stale index); using exact search",
-                      file=warn_to)
+            note = f"{path} does not match the run's items (stale index); using exact search"
+            if warn_to is _LOG:
+                log.warning("%s", note)
+            elif warn_to is not None:
+                print(f"pinsage: {note}", file=warn_to)  # type: ignore[arg-type]
         return ItemIndex.build(embeddings, ids, kind="exact")
 
     def write_index(self, index) -> Path:

@@ -80,8 +80,8 @@ def test_help_lists_all_commands(capsys):
 def test_index_builds_and_related_uses_it(tiny, tmp_path, capsys):
     run = copy_run(tiny, tmp_path)
     assert main(["index", "--run", str(run), "--kind", "hnsw", "--param", "M=16", "--param", "ef_search=200"]) == 0
-    out = capsys.readouterr().out
-    assert "kind=hnsw" in out and "n=" in out and "dim=64" in out
+    err = capsys.readouterr().err  # a status message: stderr (the logging of pinsage.cli)
+    assert "pinsage index: kind=hnsw" in err and "n=" in err and "dim=64" in err
     index = ItemIndex.load(run / "index")
     emb, ids = run_arrays(run)
     assert index.kind == "hnsw" and len(index) == len(ids)

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pinsage"
 
 #: the stages from the bottom up; a module may import its own stage and the stages below it.
 LAYERS: list[tuple[str, ...]] = [
-    ("pinsage._io", "pinsage._arrays", "pinsage.ids", "pinsage.config"),  # shared helpers and settings
+    ("pinsage._io", "pinsage._arrays", "pinsage._version", "pinsage.ids", "pinsage.config"),  # shared helpers and settings
     ("pinsage.graph",),
     ("pinsage.datasets",),
     ("pinsage.features",),
@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("pinsage.index",),
     ("pinsage.evaluation", "pinsage.evaluate"),
     ("pinsage.plot",),
-    ("pinsage.run", "pinsage.results"),
+    ("pinsage.run", "pinsage.results", "pinsage.card"),  # the run directory, result tables, the model card
     ("pinsage.estimator",),
     ("pinsage.demo",),
     ("pinsage.serve",),  # the HTTP server: state and limits, then the FastAPI app

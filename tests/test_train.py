@@ -695,8 +695,9 @@ def test_cli_train_int_ids(int_run, files, capsys):
 
 def test_cli_train_string_ids(files, data, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(train_args(files, "str.csv", out, "--epochs", "1")) == 0
-    assert "wrote" in capsys.readouterr().out
+    loud = [a for a in train_args(files, "str.csv", out, "--epochs", "1") if a != "--quiet"]
+    assert main(loud) == 0
+    assert "pinsage train: 100 items, " in capsys.readouterr().err  # the summary: a status message, on stderr
     expected = np.sort(data.interactions["pin"].unique()).astype(str)
     check_run(out, expected, PinSageConfig.from_yaml(files / "cfg.yaml").override(train__epochs=1))
     assert np.load(out / "item_ids.npy").dtype.kind == "U"
@@ -748,11 +749,12 @@ def test_cli_features_with_items_without_interactions(files, tmp_path, capsys):
     feats = tmp_path / "feats.csv"
     feats.write_text("pin,f0\n0,1.0\n1,2.0\n99999,3.0\n")
     out = tmp_path / "run"
-    assert main(train_args(files, "int.csv", out, "--item-features", str(feats), "--item-key", "pin")) == 0
+    args = train_args(files, "int.csv", out, "--item-features", str(feats), "--item-key", "pin")
+    assert main([a for a in args if a != "--quiet"]) == 0
     ids = np.load(out / "item_ids.npy", allow_pickle=False)
     assert ids[-1] == 99999 and ids.dtype.kind == "i"
     assert json.loads((out / "run.json").read_text())["num_catalogue_items"] == 1
-    assert "1 catalogue items without interactions" in capsys.readouterr().out
+    assert "1 catalogue items without interactions" in capsys.readouterr().err
 
 
 def test_cli_features_need_item_key(files, tmp_path, capsys):

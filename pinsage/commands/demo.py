@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +22,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the generator and the training")
     p.add_argument("--topics", type=int, default=None, help="planted topics (default 20; 10 with --quick)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the measurements as JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 
@@ -36,5 +38,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         with atomic_path(args.json) as tmp:
             Path(tmp).write_text(json.dumps(result, indent=2, default=str))
-        print(f"wrote {args.json}")
+        log.info("wrote %s", args.json)
     return 0

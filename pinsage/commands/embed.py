@@ -29,14 +29,19 @@ Example::
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pinsage._io import InputError, atomic_dir, read_table
+from pinsage._io import (
+    STDIN, InputError, atomic_dir, is_stdin, read_stdin, read_table, sha256_bytes, sha256_file, stdin_label,
+)
 from pinsage.ids import positions
 from pinsage.run import FILES, RunDir
+
+log = logging.getLogger(__name__)
 
 #: what a run must hold to embed a new graph
 REQUIRED = ("ids", "config", "model")
@@ -46,12 +51,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("embed", help="embed the items of a new/changed interactions file with a trained run",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True, metavar="DIR", help="run directory written by `pinsage train`")
-    p.add_argument("--interactions", required=True, help="CSV or Parquet file of (user/board, item[, time]) rows")
+    p.add_argument("--interactions", required=True,
+                   help="CSV or Parquet file of (user/board, item[, time]) rows (- reads standard input)")
     p.add_argument("--user-col", default=None, help="column of the groups (default: the run's)")
     p.add_argument("--item-col", default=None, help="column of the items (default: the run's)")
     p.add_argument("--time-col", default=None, help="column of interaction times (default: the run's, if present)")
     p.add_argument("--item-features", default=None,
-                   help="CSV or Parquet file of item features (default: the run's features file)")
+                   help="CSV or Parquet file of item features (default: the run's features file; "
+                        "- reads standard input)")
     p.add_argument("--item-key", default=None, help="column of --item-features holding the item ids "
                                                      "(default: the run's)")
     p.add_argument("--out", required=True, metavar="DIR",
@@ -95,19 +102,33 @@ def run(args: argparse.Namespace) -> int:
     out = check_out(Path(args.out), overwrite=args.overwrite)
     if args.item_features and not (args.item_key or meta.get("item_key")):
         raise InputError("--item-features needs --item-key (the column holding item ids)")
+    if is_stdin(args.interactions) and is_stdin(args.item_features):
+        raise InputError("--interactions - and --item-features -: standard input holds one file; "
+                         "give the other as a path")
 
     user_col = args.user_col or meta.get("user_col")
     item_col = args.item_col or meta.get("item_col")
     if not user_col or not item_col:
         raise InputError(f"--run {run_dir}: run.json does not name the user/item columns; "
                          "give --user-col and --item-col")
-    df = read_table(args.interactions, columns=[user_col, item_col] + ([args.time_col] if args.time_col else []))
-    time_col = args.time_col or meta.get("time_col")
-    if time_col and time_col not in df.columns:
-        time_col = None  # the run's time column is optional here: embedding does not use times
-    graph = InteractionGraph.from_pandas(df, user_col, item_col, time_col=time_col, source=str(args.interactions))
-
     cfg = run.config()
+    # weighted walks need the run's weight column (and its times, for an age decay) in the new file too
+    weight_col = meta.get("weight_col") if cfg.sampler.weighted else None
+    needs_time = cfg.sampler.weighted and cfg.sampler.weight_half_life > 0
+    time_col = args.time_col or meta.get("time_col")
+    wanted = [user_col, item_col] + ([args.time_col] if args.time_col else [])
+    wanted += [c for c in ([time_col] if needs_time else []) + [weight_col] if c and c not in wanted]
+    # standard input: its bytes are read once, checksummed and parsed like a file's
+    inter_data = read_stdin(f"--interactions {STDIN}") if is_stdin(args.interactions) else None
+    source = stdin_label("--interactions") if inter_data is not None else str(args.interactions)
+    df = read_table(args.interactions, columns=wanted, data=inter_data, label=source)
+    inter_sha = sha256_bytes(inter_data) if inter_data is not None else sha256_file(args.interactions)
+    inter_data = None
+    if time_col and time_col not in df.columns:
+        time_col = None  # the run's time column is optional here unless weights decay with age
+    graph = InteractionGraph.from_pandas(df, user_col, item_col, time_col=time_col, weight_col=weight_col,
+                                         source=source)
+
     kwargs, state = run.model_config_and_state()
     train_ids = run.ids()
 
@@ -135,7 +156,11 @@ def run(args: argparse.Namespace) -> int:
                                  "holds no copy of its features file; give --item-features")
             run.verify("inputs")
         key = args.item_key or meta.get("item_key") or encoder.key
-        feats = read_table(feat_path, columns=[key])
+        if is_stdin(args.item_features):
+            feats = read_table(STDIN, columns=[key], data=read_stdin(f"--item-features {STDIN}"),
+                               label=stdin_label("--item-features"))
+        else:
+            feats = read_table(feat_path, columns=[key])
         if key != encoder.key:
             feats = feats.drop(columns=[encoder.key], errors="ignore").rename(columns={key: encoder.key})
     features = rebuild_node_inputs(graph, cfg.model, encoder, feats, run.item_features(), known_rows, nb)
@@ -161,10 +186,11 @@ def run(args: argparse.Namespace) -> int:
         result = RunDir(tmp)
         result.write_embeddings(z, new_ids)
         result.write_meta({"embedded_by": "pinsage embed", "run": str(run_dir.resolve()),
-                           "interactions": str(Path(args.interactions).resolve()), "num_items": graph.num_items,
+                           "interactions": STDIN if is_stdin(args.interactions)
+                           else str(Path(args.interactions).resolve()),
+                           "interactions_sha256": inter_sha, "num_items": graph.num_items,
                            "num_new_items": n_new, "num_groups": graph.num_groups, "num_edges": graph.num_edges})
         result.record_checksums()
-    print(f"pinsage embed: {graph.num_items} items ({n_new} not in the run's training catalogue), "
-          f"{graph.num_groups} groups, {graph.num_edges} edges; wrote {out}/{FILES['embeddings']} {z.shape} "
-          f"and {FILES['ids']}")
+    log.info("%d items (%d not in the run's training catalogue), %d groups, %d edges; wrote %s/%s %s and %s",
+             graph.num_items, n_new, graph.num_groups, graph.num_edges, out, FILES["embeddings"], z.shape, FILES["ids"])
     return 0

@@ -17,11 +17,14 @@ Example::
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 from typing import Any
 
 from pinsage._io import InputError
 from pinsage.run import RunDir
+
+log = logging.getLogger(__name__)
 
 
 def parse_params(pairs: list[str] | None) -> dict[str, Any]:
@@ -74,6 +77,6 @@ def run(args: argparse.Namespace) -> int:
     index = ItemIndex.build(emb, ids, kind=args.kind, metric=args.metric, **params)
     build_s = time.perf_counter() - t0
     out = run.write_index(index)
-    print(f"pinsage index: kind={index.kind} n={len(index)} dim={index.dim} metric={index.metric} "
-          f"built in {build_s:.2f} s; wrote {out}")
+    log.info("kind=%s n=%d dim=%d metric=%s built in %.2f s; wrote %s", index.kind, len(index), index.dim,
+             index.metric, build_s, out)
     return 0

@@ -11,9 +11,12 @@ at once. FILE is either
 * a CSV (first line holds a separator: ``,`` tab ``;`` or ``|``, as in ``pinsage train``'s input
   files) or Parquet file with an ``item`` column (other columns ignored).
 
-Results go to ``--output FILE.csv`` or ``FILE.json`` (written atomically), or to stdout as CSV when
-``--items`` is given without ``--output``. CSV is long format: columns ``query``, ``rank``,
-``item``, ``score`` (the index's similarity: dot product by default) and ``title``; JSON is a list of
+``--items -`` reads FILE from standard input (text, CSV or Parquet bytes).
+
+Results go to ``--output FILE.csv``, ``FILE.json`` or ``FILE.parquet`` (written atomically; ``--format
+json|csv|parquet`` wins over the suffix), or to stdout: as CSV when ``--items`` is given, as
+``--format csv|json`` says, else as a readable table. The table is long format: columns ``query``,
+``rank``, ``item``, ``score`` (the index's similarity: dot product by default) and ``title``; JSON is a list of
 ``{"query": ID, "title": ..., "related": [{"rank", "item", "score", "title"}, ...]}``. Titles come from
 the ``title`` column of the run's ``--item-features`` file (looked up by its ``--item-key``); they
 are left out when the run had no features file, the file has no ``title`` column, or it has gone.
@@ -25,78 +28,90 @@ Examples::
 
     pinsage related --run runs/pins --item pin_00042 --k 5
     pinsage related --run runs/pins --items queries.txt --k 20 --output related.csv
+    cut -f1 queries.tsv | pinsage related --run runs/pins --items - --format json > related.json
 """
 from __future__ import annotations
 
 import argparse
 import io
-import sys
+import logging
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from pinsage._io import InputError, check_header, read_table, sniff_separator
+from pinsage._io import InputError, check_header, is_stdin, read_stdin, read_table, sniff_separator, stdin_label
 from pinsage.ids import py_scalar as _py
 from pinsage.ids import rows_of
-from pinsage.results import output_path, results_frame, title_lookup, write_results
+from pinsage.results import add_output_options, emit_results, output_target, results_frame, title_lookup
 from pinsage.run import RunDir
 
 ITEMS_COLUMN = "item"
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------------------
 # reading --items
 # ---------------------------------------------------------------------------------------------
 
-def read_items_file(path: str | Path) -> list[str]:
-    """Item ids (strings) from FILE: plain lines, or a CSV/Parquet file with an ``item`` column."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"--items {path}: file not found")
-    name = path.name.lower()
+def read_items_file(path: str | Path, data: bytes | None = None) -> list[str]:
+    """Item ids (strings) from FILE: plain lines, or a CSV/Parquet file with an ``item`` column.
+
+    ``path`` ``-`` reads standard input; ``data``, when given, holds its bytes already read. Raises
+    :class:`~pinsage.InputError` naming ``--items FILE`` (and the column or row) when it cannot be used.
+    """
+    stdin = data is not None or is_stdin(path)
+    if stdin:
+        if data is None:
+            data = read_stdin("--items -")
+        where, name = stdin_label("--items"), (".parquet" if data.startswith(b"PAR1") else "")
+    else:
+        path = Path(path)
+        where, name = f"--items {path}", path.name.lower()
+        if not path.is_file():
+            raise InputError(f"{where}: file not found")
     if name.endswith((".parquet", ".pq")):
-        df = read_table(path)
+        df = read_table(path, data=data, label=where) if stdin else read_table(path)
         if ITEMS_COLUMN not in df.columns:
-            raise InputError(f"--items {path}: missing column {ITEMS_COLUMN!r}; the file has columns "
+            raise InputError(f"{where}: missing column {ITEMS_COLUMN!r}; the file has columns "
                              f"{list(df.columns)}")
         col = df[ITEMS_COLUMN]
         bad = col.isna().to_numpy()
         if bad.any():
-            raise InputError(f"--items {path}: column {ITEMS_COLUMN!r} is empty in row {int(np.argmax(bad)) + 1}")
+            raise InputError(f"{where}: column {ITEMS_COLUMN!r} is empty in row {int(np.argmax(bad)) + 1}")
         return [str(v) for v in col.tolist()]
     try:
-        raw = path.read_bytes()
+        raw = data if data is not None else Path(path).read_bytes()
         text = raw.decode("utf-16" if raw.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"--items {path}: could not be read as text: {exc}") from exc
+        raise InputError(f"{where}: could not be read as text: {exc}") from exc
     lines = text.splitlines()
     first = next((ln for ln in lines if ln.strip()), None)
     if first is None:
-        raise InputError(f"--items {path}: no item ids (the file is empty)")
+        raise InputError(f"{where}: no item ids (the file is empty)")
     sep = "\t" if ".tsv" in name else sniff_separator(first)
     if sep in first:
-        check_header(path, first, sep)
+        check_header(where, first, sep)
         try:
             df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
         except Exception as exc:  # pandas raises several types on malformed CSV
-            raise InputError(f"--items {path}: could not be read as CSV: {exc}") from exc
+            raise InputError(f"{where}: could not be read as CSV: {exc}") from exc
         df.columns = [str(c).strip() for c in df.columns]
         if ITEMS_COLUMN not in df.columns:
-            raise InputError(f"--items {path}: missing column {ITEMS_COLUMN!r}; the file has columns "
+            raise InputError(f"{where}: missing column {ITEMS_COLUMN!r}; the file has columns "
                              f"{list(df.columns)} (give a CSV with an {ITEMS_COLUMN!r} column, or one id per line)")
         col = df[ITEMS_COLUMN].str.strip()
         empty = (col == "").to_numpy()
         if empty.any():
-            raise InputError(f"--items {path}: column {ITEMS_COLUMN!r} is empty in data row {int(np.argmax(empty)) + 1}")
+            raise InputError(f"{where}: column {ITEMS_COLUMN!r} is empty in data row {int(np.argmax(empty)) + 1}")
         out = col.tolist()
     else:
         out = [ln.strip() for ln in lines if ln.strip()]
         if out and out[0] == ITEMS_COLUMN:
             out = out[1:]
     if not out:
-        raise InputError(f"--items {path}: no item ids")
+        raise InputError(f"{where}: no item ids")
     return out
 
 
@@ -111,9 +126,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--item", action="append", metavar="ID", help="item id to query (repeatable)")
     src.add_argument("--items", metavar="FILE",
-                     help="file of item ids: one per line, or a CSV/Parquet file with an 'item' column")
+                     help="file of item ids: one per line, or a CSV/Parquet file with an 'item' column "
+                          "(- reads standard input)")
     p.add_argument("--k", type=int, default=10, help="related items per query (default 10)")
-    p.add_argument("--output", metavar="FILE", help="write results to FILE.csv or FILE.json (default: stdout)")
+    add_output_options(p, default="a table (CSV with --items)")
     p.add_argument("--no-titles", action="store_true", help="do not look up titles")
     p.set_defaults(func=run)
 
@@ -141,7 +157,7 @@ def _to_json(df: pd.DataFrame, queries: Sequence[Any], id_title: dict | None) ->
 def run(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise InputError(f"--k must be a positive integer, got {args.k}")
-    out_path = output_path(args.output)
+    out_path, fmt = output_target(args.output, getattr(args, "format", None))
     run = RunDir.open(args.run)
     emb, ids = run.embeddings_and_ids()
     meta = run.meta()
@@ -154,19 +170,17 @@ def run(args: argparse.Namespace) -> int:
         rows = rows_of(raw, ids, "--item")
     queries = ids[rows]
 
-    index = run.index(emb, ids, warn_to=sys.stderr)
+    index = run.index(emb, ids)
     out_ids, scores = index.related(queries, k=args.k)
 
     id_title = title_lookup(ids, None if args.no_titles else run.titles(ids, meta))
     df = results_frame(queries, out_ids, scores, id_title)
 
-    if out_path is not None:
-        write_results(out_path, df, lambda: _to_json(df, queries, id_title))
-        print(f"pinsage related: {len(queries)} quer{'y' if len(queries) == 1 else 'ies'}, "
-              f"k={args.k}, {index.kind} index; wrote {out_path}", file=sys.stderr)
-        return 0
-    if args.items:
-        df.to_csv(sys.stdout, index=False)
+    if out_path is not None or fmt is not None or args.items:
+        emit_results(out_path, fmt or "csv", df, lambda: _to_json(df, queries, id_title))
+        log.log(logging.INFO if out_path is not None else logging.DEBUG, "%d quer%s, k=%d, %s index; wrote %s",
+                len(queries), "y" if len(queries) == 1 else "ies", args.k, index.kind,
+                out_path if out_path is not None else f"{fmt or 'csv'} to stdout")
         return 0
     for q in queries:
         g = df[df["query"] == q]

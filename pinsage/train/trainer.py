@@ -3,6 +3,7 @@ atomic per-epoch checkpoints and resume, and data parallelism over torch.distrib
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -20,6 +21,8 @@ from pinsage.config import TrainConfig
 from pinsage.nn.model import PinSage
 from pinsage.train.loader import PairBatch
 from pinsage.train.loss import max_margin_loss, sampled_softmax_loss
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Trainer", "warmup_decay", "TrainState", "DenseSparseAdam", "make_optimizer", "clip_grad_norm",
            "loss_counts", "pair_batch_loss"]
@@ -351,6 +354,10 @@ class Trainer:
                       "data_wait_share": wait / max(wait + compute, 1e-9)}
             self.state.history.append(record)
             self._log(record)
+            if self.rank == 0:
+                log.info("epoch %d/%d: loss %.4f, %d hard negatives per pair, %.1f s (%.0f%% waiting for data)",
+                         epoch, cfg.epochs, record["epoch_loss"], hard_count, wait + compute,
+                         100 * record["data_wait_share"])
             self.state.epoch = epoch
             self.save_checkpoint()
         return self.state
