@@ -277,3 +277,47 @@ def test_evaluate_missing_columns(tiny, tmp_path, capsys):
     assert main(["evaluate", "--run", str(tiny["run"]), "--test", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "t.csv" in err and "query" in err
+
+
+# --------------------------------------------------------------------------------------------- embed --as-of
+def test_embed_as_of_newest_time_is_the_plain_embedding_and_earlier_drops_later_rows(tiny, tmp_path, capsys):
+    run, root = tiny["run"], tiny["root"]
+    plain, at_newest, earlier = tmp_path / "plain", tmp_path / "newest", tmp_path / "earlier"
+    assert main(["embed", "--run", str(run), "--interactions", str(root / "changed.csv"), "--out", str(plain)]) == 0
+    changed = pd.read_csv(root / "changed.csv")
+    assert main(["embed", "--run", str(run), "--interactions", str(root / "changed.csv"), "--out", str(at_newest),
+                 "--as-of", str(int(changed["time"].max()))]) == 0
+    emb, ids = run_arrays(plain)
+    emb_n, ids_n = run_arrays(at_newest)
+    assert ids_n.tolist() == ids.tolist()
+    np.testing.assert_array_equal(emb_n, emb)
+    cut = int(np.quantile(changed["time"], 0.5))
+    assert main(["embed", "--run", str(run), "--interactions", str(root / "changed.csv"), "--out", str(earlier),
+                 "--as-of", str(cut)]) == 0
+    emb_e, ids_e = run_arrays(earlier)
+    seen_by_cut = set(changed.loc[changed["time"] <= cut, "pin"].tolist())
+    assert set(ids_e.tolist()) == seen_by_cut and len(seen_by_cut) < len(ids)
+    meta = json.loads((earlier / "run.json").read_text())
+    assert meta["as_of"] == str(cut) and meta["num_edges"] < json.loads((plain / "run.json").read_text())["num_edges"]
+    # refused: a date for a numeric time column, a time before every row
+    capsys.readouterr()
+    assert main(["embed", "--run", str(run), "--interactions", str(root / "changed.csv"), "--out",
+                 str(tmp_path / "x"), "--as-of", "2024-05-01"]) == 2
+    assert "holds numbers" in capsys.readouterr().err
+    assert main(["embed", "--run", str(run), "--interactions", str(root / "changed.csv"), "--out",
+                 str(tmp_path / "y"), "--as-of", str(int(changed["time"].min()) - 1)]) == 2
+    assert "no interaction" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_rows_as_of_reads_dates_as_the_graph_does():
+    from pinsage import InputError
+    from pinsage.graph.as_of import rows_as_of
+
+    df = pd.DataFrame({"t": ["2024-01-01", "2024-03-01T10:00:00Z", "2024-06-01"]})
+    assert rows_as_of(df, "t", "2024-03-01T10:00:00Z").tolist() == [True, True, False]
+    assert rows_as_of(df, "t", "2024-12-31").tolist() == [True, True, True]
+    with pytest.raises(InputError, match="holds dates"):
+        rows_as_of(df, "t", 5)
+    with pytest.raises(InputError, match="needs the time column"):
+        rows_as_of(df, "when", "2024-01-01")

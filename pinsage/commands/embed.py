@@ -13,7 +13,10 @@ settings and seed), with node inputs rebuilt on the new graph:
   their trained rows; items not in it (new items) get a **zero** id embedding, so they are embedded
   from their content features and graph neighbourhood alone.
 
-Items of the run that are absent from the new file are not embedded. When the new file is the
+Items of the run that are absent from the new file are not embedded. ``--as-of TIME`` keeps only the
+rows with time <= TIME, so the output is the graph as it stood then (items first seen later are left
+out); what still reflects later data is the run itself: the trained weights and id rows, and the
+structural (spectral) inputs of the run's items, computed on its training graph (docs/guide.md). When the new file is the
 training file, the output equals the run's ``item_embeddings.npy`` (same neighbourhoods and inputs).
 
 Output: the directory ``--out DIR``, holding ``item_embeddings.npy`` float32 ``(n, d)`` (one row per
@@ -64,6 +67,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="DIR",
                    help="output directory: item_embeddings.npy float32 (n, d), item_ids.npy and run.json, "
                         "written as one unit")
+    p.add_argument("--as-of", default=None, metavar="TIME",
+                   help="embed the graph as it stood at TIME: only rows with time <= TIME (a number in the time "
+                        "column's units, or a date for a column of dates); needs the time column")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier embed output in --out")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1, ...")
     p.set_defaults(func=run)
@@ -114,8 +120,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = run.config()
     # weighted walks need the run's weight column (and its times, for an age decay) in the new file too
     weight_col = meta.get("weight_col") if cfg.sampler.weighted else None
-    needs_time = cfg.sampler.weighted and cfg.sampler.weight_half_life > 0
+    needs_time = (cfg.sampler.weighted and cfg.sampler.weight_half_life > 0) or args.as_of is not None
     time_col = args.time_col or meta.get("time_col")
+    if args.as_of is not None and not time_col:
+        raise InputError(f"--as-of {args.as_of!r} needs a time column: the run has none; give --time-col")
     wanted = [user_col, item_col] + ([args.time_col] if args.time_col else [])
     wanted += [c for c in ([time_col] if needs_time else []) + [weight_col] if c and c not in wanted]
     # standard input: its bytes are read once, checksummed and parsed like a file's
@@ -124,6 +132,10 @@ def run(args: argparse.Namespace) -> int:
     df = read_table(args.interactions, columns=wanted, data=inter_data, label=source)
     inter_sha = sha256_bytes(inter_data) if inter_data is not None else sha256_file(args.interactions)
     inter_data = None
+    if args.as_of is not None:
+        from pinsage.graph.as_of import rows_as_of
+
+        df = df[rows_as_of(df, time_col, args.as_of, source)].reset_index(drop=True)
     if time_col and time_col not in df.columns:
         time_col = None  # the run's time column is optional here unless weights decay with age
     graph = InteractionGraph.from_pandas(df, user_col, item_col, time_col=time_col, weight_col=weight_col,
@@ -188,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
         result.write_meta({"embedded_by": "pinsage embed", "run": str(run_dir.resolve()),
                            "interactions": STDIN if is_stdin(args.interactions)
                            else str(Path(args.interactions).resolve()),
-                           "interactions_sha256": inter_sha, "num_items": graph.num_items,
+                           "interactions_sha256": inter_sha, "as_of": args.as_of, "num_items": graph.num_items,
                            "num_new_items": n_new, "num_groups": graph.num_groups, "num_edges": graph.num_edges})
         result.record_checksums()
     log.info("%d items (%d not in the run's training catalogue), %d groups, %d edges; wrote %s/%s %s and %s",
