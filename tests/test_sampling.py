@@ -6,6 +6,7 @@ import torch
 
 from pinsage.graph import InteractionGraph
 from pinsage.sampling import ImportanceSampler, personalized_pagerank, ppr_rank_window
+from _walks import assert_visits_match, dense_weights, exact_weighted_visits
 
 
 def small_graph(seed=0, n_groups=12, n_items=15, n_edges=45):
@@ -14,28 +15,9 @@ def small_graph(seed=0, n_groups=12, n_items=15, n_edges=45):
                                        num_groups=n_groups, num_items=n_items)
 
 
-def transition(g):
-    A = np.zeros((g.num_groups, g.num_items))
-    A[np.repeat(np.arange(g.num_groups), g.group_degree), g.group_items] = 1
-    di = A.sum(0)
-    dg = A.sum(1)
-    Pig = np.divide(A.T, di[:, None], out=np.zeros_like(A.T), where=di[:, None] > 0)
-    Pgi = np.divide(A, dg[:, None], out=np.zeros_like(A), where=dg[:, None] > 0)
-    return Pig @ Pgi
-
-
 def exact_visits(g, s, L, r):
     """E[visits to j per walk] = sum_h (1-r)^(h-1) P^h[s, j], seed itself not counted."""
-    P = transition(g)
-    e = np.zeros(g.num_items)
-    e[s] = 1
-    out = np.zeros(g.num_items)
-    x = e
-    for h in range(1, L + 1):
-        x = x @ P
-        out += (1 - r) ** (h - 1) * x
-    out[s] = 0
-    return out
+    return exact_weighted_visits(dense_weights(g, 1.0), s, L, r)
 
 
 @pytest.mark.parametrize("L,r", [(1, 0.5), (3, 0.5), (4, 0.2)])
@@ -45,14 +27,7 @@ def test_visit_frequencies_match_exact_distribution(L, r):
     sampler = ImportanceSampler(g, num_walks=W, walk_length=L, restart_prob=r, num_neighbors=g.num_items, seed=3)
     seeds = np.array([0, 3, 7])
     nb = sampler(torch.from_numpy(seeds))
-    for b, s in enumerate(seeds):
-        lo, hi = nb.offsets[b].item(), nb.offsets[b + 1].item()
-        freq = np.zeros(g.num_items)
-        freq[nb.indices[lo:hi].numpy()] = nb.counts[lo:hi].numpy() / W
-        expected = exact_visits(g, s, L, r)
-        # per-walk visits to j lie in [0, L], so Var <= L * E; 6 sigma plus a small floor
-        tol = 6 * np.sqrt(L * expected / W) + 1e-4
-        assert (np.abs(freq - expected) <= tol).all(), (s, np.abs(freq - expected).max())
+    assert_visits_match(nb, seeds, lambda s: exact_visits(g, s, L, r), g.num_items, W, L)
 
 
 def test_top_t_order_weights_and_ties():

@@ -10,6 +10,7 @@ from pinsage.graph import InteractionGraph
 from pinsage.graph.weights import edge_walk_weights, walk_weights
 from pinsage.sampling import ImportanceSampler
 from pinsage.sampling.exact import exact_neighborhoods
+from _walks import assert_visits_match, dense_weights, exact_weighted_visits
 
 
 def weighted_graph(seed=0, n_groups=12, n_items=15, n_edges=45, times=False, zero_share=0.0):
@@ -22,29 +23,6 @@ def weighted_graph(seed=0, n_groups=12, n_items=15, n_edges=45, times=False, zer
     time = rng.integers(0, 1000, n_edges) if times else None
     return InteractionGraph.from_edges(groups, items, num_groups=n_groups, num_items=n_items,
                                        weight=weight, time=time)
-
-
-def dense_weights(g, w):
-    """(groups, items) matrix of the per-edge step weights ``w`` (group-CSR order)."""
-    A = np.zeros((g.num_groups, g.num_items))
-    A[np.repeat(np.arange(g.num_groups), g.group_degree), g.group_items] = w
-    return A
-
-
-def exact_weighted_visits(A, s, L, r):
-    """E[visits to j per walk] of the walk item -> group -> item stepping in proportion to A's entries."""
-    di, dg = A.sum(0), A.sum(1)
-    Pig = np.divide(A.T, di[:, None], out=np.zeros_like(A.T), where=di[:, None] > 0)
-    Pgi = np.divide(A, dg[:, None], out=np.zeros_like(A), where=dg[:, None] > 0)
-    P = Pig @ Pgi
-    x = np.zeros(A.shape[1])
-    x[s] = 1
-    out = np.zeros_like(x)
-    for h in range(1, L + 1):
-        x = x @ P
-        out += (1 - r) ** (h - 1) * x
-    out[s] = 0
-    return out
 
 
 def alias_distribution(indptr, adj, alias, v, n_other):
@@ -99,15 +77,9 @@ def test_weighted_visit_frequencies_match_exact_distribution(L, r, half_life):
     uniform = dense_weights(g, np.ones(g.num_edges))
     seeds = np.array([0, 4, 9])
     nb = sampler(torch.from_numpy(seeds))
-    differs = 0.0
-    for b, s in enumerate(seeds):
-        lo, hi = nb.offsets[b].item(), nb.offsets[b + 1].item()
-        freq = np.zeros(g.num_items)
-        freq[nb.indices[lo:hi].numpy()] = nb.counts[lo:hi].numpy() / W
-        expected = exact_weighted_visits(A, s, L, r)
-        tol = 6 * np.sqrt(L * expected / W) + 1e-4
-        assert (np.abs(freq - expected) <= tol).all(), (s, np.abs(freq - expected).max())
-        differs = max(differs, np.abs(expected - exact_weighted_visits(uniform, s, L, r)).max())
+    assert_visits_match(nb, seeds, lambda s: exact_weighted_visits(A, s, L, r), g.num_items, W, L)
+    differs = max(np.abs(exact_weighted_visits(A, s, L, r) - exact_weighted_visits(uniform, s, L, r)).max()
+                  for s in seeds)
     assert differs > 0.05, "the test graph's weights must change the distribution, or the test proves nothing"
 
 
