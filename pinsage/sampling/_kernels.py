@@ -14,9 +14,6 @@ import numpy as np
 
 _GOLDEN = 0x9E3779B97F4A7C15
 
-#: the ``item_alias`` / ``group_alias`` and ``item_total`` arguments of an unweighted kernel call
-NO_WEIGHTS = np.empty(0, dtype=np.uint64)
-NO_TOTALS = np.empty(0, dtype=np.float32)
 
 
 @nb.njit(cache=True, inline="always")
@@ -69,12 +66,13 @@ def _pick(adj, alias, lo, deg, bits32):
     return np.int64(entry & np.uint64(0xFFFFFFFF))
 
 
-@nb.njit(cache=True, inline="always")
-def _step(weighted, lo, deg, state, item_groups, item_alias, group_indptr, group_items, group_alias):
-    """One item -> group -> item step: uniform (:func:`_hop`) or, when ``weighted``, each edge with
-    probability proportional to its walk weight (``item_alias`` / ``group_alias``: alias tables in item- and
-    group-CSR order, :class:`pinsage.graph.weights.WalkWeights`). One 64-bit draw either way."""
-    if not weighted:
+@nb.njit(cache=True)
+def _step(lo, deg, state, item_groups, item_alias, group_indptr, group_items, group_alias):
+    """One item -> group -> item step: uniform (:func:`_hop`) when ``item_alias`` is None, else each edge
+    with probability proportional to its walk weight (``item_alias`` / ``group_alias``: alias tables in
+    item- and group-CSR order, :class:`pinsage.graph.weights.WalkWeights`). One 64-bit draw either way.
+    ``None`` is a type to numba: the uniform call is compiled without the weighted branch."""
+    if item_alias is None:
         return _hop(lo, deg, state, item_groups, group_indptr, group_items)
     state, bits = _next(state)
     g = _pick(item_groups, item_alias, lo, deg, bits >> np.uint64(32))
@@ -86,9 +84,18 @@ def _step(weighted, lo, deg, state, item_groups, item_alias, group_indptr, group
 _LANES = 16
 
 
+@nb.njit(cache=True)
+def _stuck(item_total, v):
+    """Whether a weighted walk cannot leave item ``v`` (total walk weight 0); never for uniform walks
+    (``item_total`` None)."""
+    if item_total is None:
+        return False
+    return item_total[v] <= 0.0
+
+
 @nb.njit(cache=True, nogil=True)
 def _walk_one(s, state, item_indptr, item_groups, group_indptr, group_items,
-              weighted, item_alias, group_alias, item_total,
+              item_alias, group_alias, item_total,
               num_walks, walk_length, threshold, always_stop, visits):
     """Run the walks of one seed; write visited items (seed excluded) to ``visits``; return their count.
 
@@ -98,7 +105,7 @@ def _walk_one(s, state, item_indptr, item_groups, group_indptr, group_items,
     nv = 0
     if item_indptr[s + 1] - item_indptr[s] == 0:
         return 0
-    if weighted and item_total[s] <= 0.0:
+    if _stuck(item_total, s):
         return 0  # every edge of the seed has weight 0: no step can be taken
     cur = np.empty(_LANES, dtype=np.int64)
     for w0 in range(0, num_walks, _LANES):
@@ -118,7 +125,7 @@ def _walk_one(s, state, item_indptr, item_groups, group_indptr, group_items,
                     alive -= 1
                     cur[j] = cur[alive]
                     continue
-                nxt, state = _step(weighted, lo, deg, state, item_groups, item_alias, group_indptr,
+                nxt, state = _step(lo, deg, state, item_groups, item_alias, group_indptr,
                                    group_items, group_alias)
                 if nxt != s:
                     visits[nv] = nxt
@@ -180,15 +187,15 @@ def _topk_one(visits, nv, table_items, table_counts, keys, nbr_row, cnt_row):
 
 @nb.njit(cache=True, nogil=True)
 def walk_topk_range(
-    seeds, item_indptr, item_groups, group_indptr, group_items, weighted, item_alias, group_alias, item_total,
+    seeds, item_indptr, item_groups, group_indptr, group_items, item_alias, group_alias, item_total,
     num_walks, walk_length, restart_prob, key, row_ids, nbr, cnt, nout, start, stop,
 ):
     """Visit counts of random walks with restart, top-T per seed, for ``seeds[start:stop]``.
 
     For each seed ``s``: ``num_walks`` walks; each hop goes item -> uniform group -> uniform item
-    (when ``weighted``: each edge with probability proportional to its walk weight, from the alias tables
+    (weighted walks: each edge with probability proportional to its walk weight, from the alias tables
     ``item_alias`` / ``group_alias`` and the totals ``item_total`` of
-    :class:`pinsage.graph.weights.WalkWeights`; pass :data:`NO_WEIGHTS` / :data:`NO_TOTALS` otherwise), records the item when it is not ``s``, then stops with probability ``restart_prob``; at most
+    :class:`pinsage.graph.weights.WalkWeights`; uniform walks: pass None for all three), records the item when it is not ``s``, then stops with probability ``restart_prob``; at most
     ``walk_length`` hops. Neighbours are ranked by visit count, ties by smaller item index
     (item indices must be below 2**32).
 
@@ -214,7 +221,7 @@ def walk_topk_range(
     for b in range(start, stop):
         state = _splitmix64(base ^ (np.uint64(row_ids[b] + 1) * np.uint64(_GOLDEN))) | np.uint64(1)
         nv = _walk_one(seeds[b], state, item_indptr, item_groups, group_indptr, group_items,
-                       weighted, item_alias, group_alias, item_total, num_walks, walk_length, threshold,
+                       item_alias, group_alias, item_total, num_walks, walk_length, threshold,
                        always_stop, visits)
         nout[b] = _topk_one(visits, nv, table_items, table_counts, keys, nbr[b], cnt[b])
 
@@ -244,7 +251,7 @@ def _set_add(table, used, n_used, v):
 @nb.njit(cache=True, nogil=True)
 def beyond_closure_range(
     queries, nb_indptr, nb_indices, fan_out, item_indptr, item_groups, group_indptr, group_items,
-    weighted, item_alias, group_alias, item_total, walk_length, restart_prob, max_tries, key, row_ids, out, start, stop,
+    item_alias, group_alias, item_total, walk_length, restart_prob, max_tries, key, row_ids, out, start, stop,
 ):
     """Hard negatives as the first walk visit outside a query's importance closure, rows ``start..stop-1``.
 
@@ -286,9 +293,9 @@ def beyond_closure_range(
                     deg = item_indptr[cur + 1] - lo
                     if deg == 0:
                         break
-                    if weighted and item_total[cur] <= 0.0:
+                    if _stuck(item_total, cur):
                         break
-                    cur, state = _step(weighted, lo, deg, state, item_groups, item_alias, group_indptr,
+                    cur, state = _step(lo, deg, state, item_groups, item_alias, group_indptr,
                                        group_items, group_alias)
                     if table[_set_slot(table, cur)] == -1:
                         found = cur

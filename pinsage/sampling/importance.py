@@ -10,7 +10,7 @@ import torch
 
 from pinsage._arrays import shrink_rows
 from pinsage.graph.weights import WalkWeights, walk_weights
-from pinsage.sampling._kernels import NO_TOTALS, NO_WEIGHTS, walk_topk_range
+from pinsage.sampling._kernels import walk_topk_range
 from pinsage.sampling.blocks import Neighborhoods
 
 if TYPE_CHECKING:
@@ -158,8 +158,8 @@ class ImportanceSampler:
         nbr = np.full((B, self.num_neighbors), -1, dtype=np.int64)
         cnt = np.zeros((B, self.num_neighbors), dtype=np.int32)
         nout = np.zeros(B, dtype=np.int64)
-        args = (seeds, g.item_indptr, g.item_groups, g.group_indptr, g.group_items, self.weighted,
-                *self.kernel_weights(), self.num_walks, self.walk_length, self.restart_prob, self._key(key), stream_ids, nbr, cnt, nout)
+        args = (seeds, g.item_indptr, g.item_groups, g.group_indptr, g.group_items, *self.kernel_weights(),
+                self.num_walks, self.walk_length, self.restart_prob, self._key(key), stream_ids, nbr, cnt, nout)
         # the kernel releases the GIL; split the rows over a small thread pool (cheap to dispatch,
         # and unlike an OpenMP team it does not spin when the machine is oversubscribed)
         n_parts = min(self.num_threads, max(1, B // 64))
@@ -175,11 +175,11 @@ class ImportanceSampler:
                 f.result()
         return nbr, cnt, nout
 
-    def kernel_weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def kernel_weights(self) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
         """``(item_alias, group_alias, item_total)`` for the compiled kernels: the walk weights' alias tables,
-        or empty arrays for uniform steps."""
+        or three Nones for uniform steps (numba compiles that call without the weighted branch)."""
         if self.walk_weights is None:
-            return NO_WEIGHTS, NO_WEIGHTS, NO_TOTALS
+            return None, None, None
         w = self.walk_weights
         return w.item_alias, w.group_alias, w.item_total
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pinsage.sampling._kernels import NO_TOTALS, NO_WEIGHTS, beyond_closure_range
+from pinsage.sampling._kernels import beyond_closure_range
 from pinsage.sampling.importance import ImportanceSampler, stream_key
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ class HardNegatives:
         out = np.full((len(queries), count), -1, dtype=np.int64)
         beyond_closure_range(queries.astype(np.int64), nb.indptr, nb.indices, self.fan_out,
                              g.item_indptr, g.item_groups, g.group_indptr, g.group_items,
-                             False, NO_WEIGHTS, NO_WEIGHTS, NO_TOTALS,  # hard negatives walk uniformly
+                             None, None, None,  # hard negatives walk uniformly
                              self.walk_length, self.restart_prob, self.max_tries,
                              stream_key(self.seed + 7919, key), positions, out, 0, len(queries))
         return out
