@@ -1,0 +1,319 @@
+r"""The importance sampler over the compressed store (:class:`pinsage.graph.compressed.CompressedGraph`).
+
+:class:`CompressedSampler` draws the same walks as :class:`~pinsage.sampling.ImportanceSampler` (uniform
+steps): the same counter-based random stream per ``(seed, key, row)``, the same draws in the same order
+(one 64-bit draw per hop, its top half picking the group slot and its bottom half the item slot, then one
+draw for the restart), the same top-T by (count desc, dense item index asc). The step reads the slot's
+neighbour from the compressed adjacency instead of a CSR slice. On a store built with ``order="none"``
+the adjacencies list neighbours in the CSR's order, so the neighbourhoods equal the plain sampler's
+exactly; with a renumbering, slot :math:`k` is another (equally uniform) neighbour, so the walks follow
+the same distribution but not the same path.
+
+The compressed read is a chain of about five dependent loads (block row, directory entry, header, chunk
+entry, gaps) where the CSR read is two. The kernel hides it by reading many walks at once: a seed's draws
+do not depend on the graph, so each seed's draws are replayed first (:func:`_schedule`, the plain kernel's
+lane bookkeeping on indices: which walk takes which draw, and after which hop it stops), then the walks of
+a group of seeds (about 256) advance hop level by hop level, each level one :func:`_half_step` per
+direction: five short loops over all live walks whose loads are independent, so they are in flight
+together. The streams match the plain kernel's draw for draw; only the order of the visits differs, and
+the counts do not depend on it.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+import numba as nb
+import numpy as np
+
+from pinsage.graph._compressed_kernels import BLOCK, BLOCK_SHIFT, _field, bit_raw, bit_read, gap_sum, node_entry
+from pinsage.sampling._kernels import _GOLDEN, _LANES, _below, _next, _splitmix64, _topk_one
+from pinsage.sampling.importance import ImportanceSampler
+
+if TYPE_CHECKING:
+    from pinsage.config import SamplerConfig
+    from pinsage.graph.compressed import CompressedGraph
+
+__all__ = ["CompressedSampler", "walk_topk_range_compressed"]
+
+_NO_ORDER = np.empty(0, dtype=np.int64)
+
+#: walks read from the graph together, level by level (seeds are grouped up to about this many walks)
+_WALKS_PER_GROUP = 256
+
+
+@nb.njit(cache=True, inline="always")
+def _half_step(blocks, data, cs, nodes, bitsv, shift, n, s0, s1, s2, s3, s4, out):
+    """``out[t]`` = neighbour ``_below(bitsv[t] << shift, degree)`` of internal node ``nodes[t]`` for
+    ``t < n``: one uniform step of ``n`` walks in one direction.
+
+    Five stages, each a loop over the walks whose loads do not depend on each other (so they are in
+    flight together): the block table row, the directory entry (position and degree), the adjacency
+    header (slot, chunk), the chunk entry (base, width, gap position), the gaps. ``s0..s4``: scratch
+    int64 arrays of at least ``n`` entries."""
+    C = 1 << cs
+    for t in range(n):  # block table -> s0: directory entry position, s1: frame of the adjacency position,
+        # s2: dmin, s3: wd | wo << 8 | slope << 16
+        c = nodes[t]
+        b = c >> BLOCK_SHIFT
+        r = c & (BLOCK - 1)
+        meta = blocks[b, 3]
+        s0[t] = blocks[b, 0] + r * ((meta & 255) + ((meta >> 8) & 255))
+        s1[t] = blocks[b, 1] + r * (meta >> 16)
+        s2[t] = blocks[b, 2]
+        s3[t] = meta
+    for t in range(n):  # directory entry -> s1: adjacency position, s2: degree
+        wd = s3[t] & 255
+        wo = (s3[t] >> 8) & 255
+        if wd + wo <= 64:
+            x = bit_raw(data, s0[t])
+            s1[t] += _field(x, wd, wo)
+            s2[t] += _field(x, 0, wd)
+        else:
+            s1[t] += np.int64(bit_read(data, s0[t] + wd, wo))
+            s2[t] += np.int64(bit_read(data, s0[t], wd))
+    for t in range(n):  # header -> s0: chunk entry position (-1: one chunk), s1: gaps, s2: base, s3: width(s), s4: i
+        d = s2[t]
+        k = _below(bitsv[t] << np.uint64(shift), d)
+        p = s1[t]
+        x = bit_raw(data, p)
+        w = _field(x, 0, 6)
+        wb = _field(x, 6, 6)
+        if d <= C:
+            s0[t] = -1
+            s1[t] = p + 12 + wb
+            s2[t] = _field(x, 12, wb) if wb <= 52 else np.int64(bit_read(data, p + 12, wb))
+            s3[t] = w
+            s4[t] = k
+        else:
+            ew = w + wb
+            s0[t] = p + 12 + (k >> cs) * ew
+            s1[t] = p + 12 + ((d + C - 1) >> cs) * ew + w
+            s3[t] = w | (wb << 8)
+            s4[t] = k & (C - 1)
+    for t in range(n):  # chunk entry -> s1: the chunk's gaps, s2: base, s3: width
+        e = s0[t]
+        if e >= 0:
+            ww = s3[t] & 255
+            wb = s3[t] >> 8
+            ew = ww + wb
+            if ew + ww <= 64:
+                y = bit_raw(data, e)
+                cw = _field(y, 0, ww)
+                s2[t] = _field(y, ww, wb)
+                s3[t] = _field(y, ew, ww) - cw
+            else:
+                cw = np.int64(bit_read(data, e, ww))
+                s2[t] = np.int64(bit_read(data, e + ww, wb))
+                s3[t] = np.int64(bit_read(data, e + ew, ww)) - cw
+            s1[t] += (C - 1) * cw
+    for t in range(n):  # the gaps
+        out[t] = gap_sum(data, s1[t], s2[t], s3[t], s4[t])
+
+
+@nb.njit(cache=True, inline="always")
+def _schedule(state, num_walks, walk_length, threshold, always_stop, bits, hops, w_base, slot, hb, stp):
+    """Replay the plain kernel's draws for one seed (:func:`pinsage.sampling._kernels._walk_one`): walks in
+    lock-step lanes of ``_LANES``, per round one hop draw and (unless ``always_stop``) one restart draw per
+    live lane, in lane-slot order, a stopped lane's slot refilled by the last live lane. The draws do not
+    depend on the graph, so the whole schedule is known before any step: walk ``w`` takes
+    ``hops[w_base + w]`` hops, hop ``h`` with the draw ``bits[w_base + w, h]``. (The plain kernel drops a
+    lane standing on an item without groups before drawing; only the seed can be such an item, every later
+    one is reached through a group, and the caller skips seeds without groups.)"""
+    for w0 in range(0, num_walks, _LANES):
+        lanes = min(_LANES, num_walks - w0)
+        for j in range(lanes):
+            slot[j] = w0 + j
+        alive = lanes
+        for h in range(walk_length):
+            if alive == 0:
+                break
+            n = alive
+            for t in range(n):
+                state, x = _next(state)
+                hb[t] = x
+                if always_stop:
+                    stp[t] = 1
+                else:
+                    state, x = _next(state)
+                    stp[t] = 1 if x < threshold else 0
+            j = 0
+            a = n
+            t = 0
+            while j < a:
+                wk = w_base + slot[j]
+                bits[wk, h] = hb[t]
+                hops[wk] = h + 1
+                if stp[t]:
+                    a -= 1
+                    slot[j] = slot[a]
+                else:
+                    j += 1
+                t += 1
+            alive = a
+
+
+@nb.njit(cache=True, nogil=True)
+def walk_topk_range_compressed(
+    seeds, ib, idata, gb, gdata, cs, order, num_walks, walk_length, restart_prob, key, row_ids,
+    nbr, cnt, nout, start, stop,
+):
+    """:func:`pinsage.sampling._kernels.walk_topk_range` (uniform steps) over a compressed store.
+
+    ``seeds`` are internal item ids; ``(ib, idata)`` / ``(gb, gdata)`` the block index and bit stream of
+    the item -> groups / group -> items directions (:class:`~pinsage.graph.compressed.CompressedAdjacency`),
+    ``cs`` the chunk shift, ``order`` ``(n_items,)`` internal id -> dense index (empty: identity): visits are
+    counted and ranked by dense index, so ties break as in the plain sampler. Outputs as there: rows
+    ``start..stop-1`` of ``nbr (B, T)`` int64 (pre-filled with -1), ``cnt (B, T)`` int32 and ``nout (B,)``.
+    Row ``b``'s stream depends only on ``(key, row_ids[b])``: the same draws, assigned to the same walks,
+    as the plain kernel's.
+
+    Seeds go in groups of about ``_WALKS_PER_GROUP`` walks: each seed's draws are replayed first
+    (:func:`_schedule`), then the group's walks advance hop level by hop level, all walks alive at a level
+    in one :func:`_half_step` per direction. Releases the GIL.
+    """
+    always_stop = restart_prob >= 1.0
+    threshold = np.uint64(0)
+    if not always_stop:
+        threshold = np.uint64(restart_prob * 18446744073709549568.0)
+    key_base = _splitmix64(np.uint64(key))
+    max_visits = num_walks * walk_length
+    per_group = max(1, _WALKS_PER_GROUP // num_walks)
+    cap = per_group * num_walks
+    visits = np.empty(per_group * max_visits, dtype=np.int64)
+    nvis = np.zeros(per_group, dtype=np.int64)
+    keys = np.empty(max_visits, dtype=np.int64)
+    table_size = 1
+    while table_size < 2 * max_visits:
+        table_size *= 2
+    table_items = np.full(table_size, -1, dtype=np.int64)
+    table_counts = np.zeros(table_size, dtype=np.int32)
+    bits = np.empty((cap, walk_length), dtype=np.uint64)
+    hops = np.zeros(cap, dtype=np.int64)
+    seed_int = np.empty(per_group, dtype=np.int64)
+    scratch = np.empty((9, cap), dtype=np.int64)
+    act, node, where, s0, s1, s2, s3, s4, out = (scratch[0], scratch[1], scratch[2], scratch[3], scratch[4],
+                                                 scratch[5], scratch[6], scratch[7], scratch[8])
+    bitsv = np.empty(cap, dtype=np.uint64)
+    slot = np.empty(_LANES, dtype=np.int64)
+    hb = np.empty(_LANES, dtype=np.uint64)
+    stp = np.empty(_LANES, dtype=np.int64)
+    for g0 in range(start, stop, per_group):
+        g1 = min(stop, g0 + per_group)
+        m = 0  # walks alive at the current level: act[:m] (walk ids), node[:m] (where they stand)
+        for sb in range(g1 - g0):
+            b = g0 + sb
+            s = np.int64(seeds[b])
+            seed_int[sb] = s
+            nvis[sb] = 0
+            w_base = sb * num_walks
+            for w in range(num_walks):
+                hops[w_base + w] = 0
+            p_, sdeg = node_entry(ib, idata, s)
+            if sdeg == 0:
+                continue
+            state = _splitmix64(key_base ^ (np.uint64(row_ids[b] + 1) * np.uint64(_GOLDEN))) | np.uint64(1)
+            _schedule(state, num_walks, walk_length, threshold, always_stop, bits, hops, w_base, slot, hb, stp)
+            for w in range(num_walks):
+                act[m] = w_base + w
+                node[m] = s
+                m += 1
+        for h in range(walk_length):
+            if m == 0:
+                break
+            for t in range(m):
+                bitsv[t] = bits[act[t], h]
+            _half_step(ib, idata, cs, node, bitsv, 0, m, s0, s1, s2, s3, s4, where)
+            _half_step(gb, gdata, cs, where, bitsv, 32, m, s0, s1, s2, s3, s4, out)
+            m2 = 0
+            for t in range(m):
+                wk = act[t]
+                sb = wk // num_walks
+                v = out[t]
+                if v != seed_int[sb]:
+                    visits[sb * max_visits + nvis[sb]] = order[v] if len(order) else v
+                    nvis[sb] += 1
+                if hops[wk] > h + 1:  # the walk goes on: keep it for the next level
+                    act[m2] = wk
+                    node[m2] = v
+                    m2 += 1
+            m = m2
+        for sb in range(g1 - g0):
+            lo = sb * max_visits
+            nout[g0 + sb] = _topk_one(visits[lo:lo + max_visits], nvis[sb], table_items, table_counts, keys,
+                                      nbr[g0 + sb], cnt[g0 + sb])
+
+
+class CompressedSampler(ImportanceSampler):
+    """:class:`~pinsage.sampling.ImportanceSampler` reading a :class:`~pinsage.graph.compressed.CompressedGraph`.
+
+    Same arguments, semantics and outputs (dense item indices in, dense item indices out; see the module
+    doc for when the walks are the plain sampler's exactly). Uniform steps only: ``weighted=True`` is
+    refused (the compressed store keeps no alias tables yet).
+
+    Example:
+        >>> import numpy as np
+        >>> from pinsage.graph import InteractionGraph
+        >>> from pinsage.graph.compressed import CompressedGraph
+        >>> g = InteractionGraph.from_edges(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 2]))
+        >>> plain = ImportanceSampler(g, num_walks=100, walk_length=2, num_neighbors=2, seed=0)
+        >>> packed = CompressedSampler(CompressedGraph.from_graph(g, order="none"), num_walks=100,
+        ...                            walk_length=2, num_neighbors=2, seed=0)
+        >>> packed(np.array([0, 2])).indices.tolist() == plain(np.array([0, 2])).indices.tolist()
+        True
+    """
+
+    def __init__(self, graph: CompressedGraph, num_walks: int = 200, walk_length: int = 3, restart_prob: float = 0.5,
+                 num_neighbors: int = 50, seed: int = 0, num_threads: int | None = None, weighted: bool = False,
+                 weight_half_life: float | None = None) -> None:
+        if weighted or weight_half_life:
+            raise ValueError("CompressedSampler takes uniform steps only (weighted walks need alias tables the "
+                             "compressed store does not keep); use ImportanceSampler on an InteractionGraph")
+        super().__init__(graph, num_walks, walk_length, restart_prob, num_neighbors, seed, num_threads)  # type: ignore[arg-type]
+        self._order = _NO_ORDER if graph.item_order is None else np.ascontiguousarray(graph.item_order)
+
+    @classmethod
+    def from_config(cls, graph: CompressedGraph, config: SamplerConfig, seed: int = 0) -> "CompressedSampler":  # type: ignore[override]
+        return cls(graph, config.num_walks, config.walk_length, config.restart_prob, config.num_neighbors,
+                   seed=seed, weighted=config.weighted, weight_half_life=config.weight_half_life)
+
+    def __repr__(self) -> str:
+        return "Compressed" + super().__repr__()
+
+    def sample_arrays(self, seeds: np.ndarray, key: int | None = None,
+                      stream_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """As :meth:`ImportanceSampler.sample_arrays`: ``(nbr (B, T) int64 dense indices with -1 padding,
+        counts (B, T) int32, n (B,))``."""
+        g: CompressedGraph = self.graph  # type: ignore[assignment]
+        seeds = np.ascontiguousarray(seeds, dtype=np.int64)
+        if seeds.ndim != 1:
+            raise ValueError(f"seeds must be 1-D, got shape {seeds.shape}")
+        if stream_ids is None:
+            stream_ids = np.arange(len(seeds), dtype=np.int64)
+        stream_ids = np.ascontiguousarray(stream_ids, dtype=np.int64)
+        if stream_ids.shape != seeds.shape:
+            raise ValueError(f"stream_ids must have the shape of seeds {seeds.shape}, got {stream_ids.shape}")
+        if len(seeds) and (seeds.min() < 0 or seeds.max() >= g.num_items):
+            raise IndexError(f"seed indices must lie in [0, {g.num_items}), got range "
+                             f"[{seeds.min()}, {seeds.max()}]")
+        internal = np.ascontiguousarray(g.internal_items(seeds))
+        B = len(seeds)
+        nbr = np.full((B, self.num_neighbors), -1, dtype=np.int64)
+        cnt = np.zeros((B, self.num_neighbors), dtype=np.int32)
+        nout = np.zeros(B, dtype=np.int64)
+        it, gr = g.items, g.groups
+        args = (internal, it.blocks, it.data, gr.blocks, gr.data, it.chunk_shift,
+                self._order, self.num_walks, self.walk_length, self.restart_prob, self._key(key), stream_ids,
+                nbr, cnt, nout)
+        n_parts = min(self.num_threads, max(1, B // 64))
+        if n_parts == 1:
+            walk_topk_range_compressed(*args, 0, B)
+        else:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.num_threads, thread_name_prefix="pinsage-walk")
+            bounds = np.linspace(0, B, n_parts + 1).astype(np.int64)
+            futures = [self._pool.submit(walk_topk_range_compressed, *args, int(lo), int(hi))
+                       for lo, hi in zip(bounds[:-1], bounds[1:])]
+            for f in futures:
+                f.result()
+        return nbr, cnt, nout
