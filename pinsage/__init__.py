@@ -2,8 +2,9 @@
 
 The public API:
 
-* data: :class:`InteractionGraph`, :class:`ItemFeatureEncoder`;
-* sampling: :class:`ImportanceSampler`, :func:`all_neighborhoods`, :class:`Neighborhoods`, :class:`Block`,
+* data: :class:`InteractionGraph`, :class:`CompressedGraph` (the compressed, memory-mapped store),
+  :class:`ItemFeatureEncoder`;
+* sampling: :class:`ImportanceSampler` (uniform or weighted walks), :class:`CompressedSampler`, :func:`all_neighborhoods`, :class:`Neighborhoods`, :class:`Block`,
   :func:`build_blocks`, :func:`personalized_pagerank`, :func:`ppr_rank_window`;
 * model: :class:`ImportanceConv`, :class:`PinSage`, :func:`embed_all`;
 * training: :class:`PinSageConfig`, :class:`PinSageEmbedder` (fit / transform / similar_items / recommend);
@@ -25,11 +26,11 @@ from pinsage.card import render_model_card, write_model_card
 from pinsage.config import ModelConfig, PinSageConfig, SamplerConfig, TrainConfig
 from pinsage.estimator import PinSageEmbedder
 from pinsage.features import ItemFeatureEncoder
-from pinsage.graph import InteractionGraph
+from pinsage.graph import CompressedGraph, InteractionGraph
 from pinsage.inference import embed_all, embed_sampled
 from pinsage.nn import ImportanceConv, PinSage
 from pinsage.sampling import (
-    Block, ImportanceSampler, Neighborhoods, SampledNeighborhoods, all_neighborhoods, build_blocks,
+    Block, CompressedSampler, ImportanceSampler, Neighborhoods, SampledNeighborhoods, all_neighborhoods, build_blocks,
     personalized_pagerank, ppr_rank_window,
 )
 
@@ -48,7 +49,8 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "InputError", "InteractionGraph", "ItemFeatureEncoder", "ImportanceSampler", "SampledNeighborhoods",
+    "InputError", "InteractionGraph", "CompressedGraph", "ItemFeatureEncoder", "ImportanceSampler",
+    "CompressedSampler", "SampledNeighborhoods",
     "personalized_pagerank", "ppr_rank_window", "ImportanceConv", "PinSage", "Block", "Neighborhoods",
     "build_blocks", "all_neighborhoods", "embed_all", "embed_sampled", "PinSageConfig", "ModelConfig", "SamplerConfig",
     "TrainConfig", "PinSageEmbedder", "ItemIndex", "render_model_card", "write_model_card", "__version__",
