@@ -3,7 +3,9 @@
 One tiny run (written without training, see ``_tiny_run.py``) and one server for the whole module:
 related items (one and a batch, exclusions, titles), recommendations (users of the graph, histories,
 both methods), unknown ids (404), bad parameters (422), oversized requests (413), metadata, and reloads
-(``POST /reload`` and SIGHUP) while requests are in flight.
+(``POST /reload`` and SIGHUP) while requests are in flight. Then a server of two worker processes
+(``--workers 2``) on its own copy of the run: a reload by either means reaches both workers, with
+requests in flight throughout, and a failed one moves neither.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ pytest.importorskip("uvicorn", reason="pinsage serve needs the serve extra (pip 
 
 from _tiny_run import write_tiny_run  # noqa: E402
 
+from pinsage._io import InputError  # noqa: E402
 from pinsage.graph.histories import group_histories  # noqa: E402
 from pinsage.index import ItemIndex  # noqa: E402
 from pinsage.index.histories import Histories  # noqa: E402
@@ -41,39 +44,59 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _health(url: str) -> dict | None:
+    """``GET /health`` on a new connection (so that any worker process may answer), or None."""
+    try:
+        r = httpx.get(url + "/health", timeout=5, headers={"connection": "close"})
+        return r.json() if r.status_code == 200 else None
+    except httpx.TransportError:
+        return None
+
+
+def _start(run_path: Path, log: Path, *flags: str, workers: int = 1):
+    """A ``pinsage serve`` process on a free port, once ``workers`` distinct processes answered /health."""
+    port = _free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "pinsage.cli", "serve", "--run", str(run_path),
+                                 "--port", str(port), "--workers", str(workers), *flags],
+                                stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    pids: set[int] = set()
+    while len(pids) < workers:
+        if proc.poll() is not None:
+            pytest.fail(f"the server exited with {proc.returncode}:\n{log.read_text()}")
+        h = _health(url)
+        if h is not None:
+            pids.add(h["pid"])
+        if time.monotonic() > deadline:
+            _stop(proc)
+            pytest.fail(f"{len(pids)} of {workers} server processes answered /health in time:\n{log.read_text()}")
+        time.sleep(0.02 if h is not None else 0.1)
+    return proc, url, pids
+
+
+def _stop(proc) -> int:
+    proc.terminate()
+    try:
+        return proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The tiny run and a server on it: ``{"url", "proc", "run", "log"}``."""
     root = tmp_path_factory.mktemp("serve")
     run = write_tiny_run(root / "run")
-    port = _free_port()
     log = root / "server.log"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "pinsage.cli", "serve", "--run", str(run["path"]),
-                                 "--port", str(port), "--max-body-bytes", str(MAX_BODY), "--max-batch", "200",
-                                 "--threads", "8"], stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    proc, url, _ = _start(run["path"], log, "--max-body-bytes", str(MAX_BODY), "--max-batch", "200", "--threads", "8")
     try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the server exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the server did not answer /health in time:\n{log.read_text()}")
-            time.sleep(0.1)
         yield {"url": url, "proc": proc, "run": run, "log": log}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop(proc)
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +164,17 @@ def test_related_one_and_batch(server, client):
     flat = client.post("/related", json={"items": queries, "k": 4, "exclude": want[:, 0].tolist()}).json()
     got = {r["item"] for res in flat["results"] for r in res["related"]}
     assert not got & set(want[:, 0].tolist())
+
+    # a batch over --inline-results (30 x 10 results) is answered in the worker threads: the same results
+    many = run["ids"][::4][:30].tolist()
+    body = client.post("/related", json={"items": many, "k": 10, "exclude": [many[0]]}).json()
+    want, want_scores = index.related(many, k=10, exclude=[many[0]])
+    assert [[r["item"] for r in res["related"]] for res in body["results"]] == want.tolist()
+    np.testing.assert_allclose([[r["score"] for r in res["related"]] for res in body["results"]], want_scores,
+                               atol=1e-5)
+    via_get = client.get("/related", params=[("item", q) for q in many[:3]] + [("k", "3"), ("titles", "no")]).json()
+    assert [[r["item"] for r in res["related"]] for res in via_get["results"]] == index.related(many[:3], k=3)[0].tolist()
+    assert "title" not in via_get["results"][0]
 
 
 # ------------------------------------------------------------------------------------------ recommend
@@ -267,6 +301,10 @@ def test_reload_while_requests_are_in_flight(server, client):
     after = client.get("/meta").json()
     assert after["index"]["kind"] == "hnsw" and after["index"]["saved"] is True
     assert after["generation"] == before["generation"] + 2
+    saved = RunDir(run["path"]).index()  # the server answers as the saved HNSW index does
+    q = queries[:5]
+    got = client.post("/related", json={"items": q, "k": 7, "titles": False}).json()
+    assert [[r["item"] for r in res["related"]] for res in got["results"]] == saved.related(q, k=7)[0].tolist()
 
 
 def test_a_failed_reload_keeps_serving(server, client):
@@ -302,3 +340,124 @@ def test_serve_benchmark_runs_against_the_server(server, tmp_path):
     assert len(res["ratios"]) == 2
     with pytest.raises(SystemExit, match="loopback"):
         bench.main(["--run", str(server["run"]["path"]), "--url", "http://192.0.2.1:80", "--json", str(out)])
+
+
+# ------------------------------------------------------------------------------------------ --workers 2
+def _generations(url: str, pids: set[int], at_least: int, timeout: float = 120) -> dict[int, int]:
+    """Ask /health on new connections until every one of ``pids`` reported generation ``at_least`` or more."""
+    seen: dict[int, int] = {}
+    deadline = time.monotonic() + timeout
+    while not all(seen.get(p, -1) >= at_least for p in pids):
+        assert time.monotonic() < deadline, f"workers {seen} did not all reach generation {at_least}"
+        h = _health(url)
+        if h is not None:
+            seen[h["pid"]] = h["generation"]
+        time.sleep(0.02)
+    return seen
+
+
+def test_two_workers_reload_together_while_requests_are_in_flight(tmp_path):
+    run = write_tiny_run(tmp_path / "run")
+    log = tmp_path / "server.log"
+    proc, url, pids = _start(run["path"], log, "--threads", "2", workers=2)
+    try:
+        assert len(pids) == 2 and proc.pid not in pids  # two worker processes under the supervisor
+        stop = threading.Event()
+        statuses: list[int] = []
+        generations: list[int] = []
+        errors: list[BaseException] = []
+        queries = np.random.default_rng(1).choice(run["ids"], 200).tolist()
+
+        def hammer(offset: int, keep_alive: bool) -> None:
+            headers = {} if keep_alive else {"connection": "close"}
+            with httpx.Client(base_url=url, timeout=30, headers=headers) as c:
+                i = offset
+                while not stop.is_set() and i < offset + 5000:
+                    try:
+                        r = c.get("/related", params={"item": queries[i % 200], "k": 5})
+                        statuses.append(r.status_code)
+                        if r.status_code == 200:
+                            body = r.json()
+                            assert len(body["results"][0]["related"]) == 5
+                            generations.append(body["generation"])
+                    except BaseException as exc:  # collected: a failed request fails the test below
+                        errors.append(exc)
+                    i += 1
+
+        threads = [threading.Thread(target=hammer, args=(t * 31, t % 2 == 0)) for t in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)
+        RunDir(run["path"]).write_index(ItemIndex.build(run["emb"], run["ids"], kind="hnsw"))
+        resp = httpx.post(url + "/reload", timeout=60)  # answered by one worker ...
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["generation"] == 1 and resp.json()["pid"] in pids
+        assert set(_generations(url, pids, 1)) == pids  # ... and both swapped
+        proc.send_signal(signal.SIGHUP)  # the supervisor: one of the workers reloads, the other follows
+        assert set(_generations(url, pids, 2)) == pids
+        meta = httpx.get(url + "/meta", headers={"connection": "close"}).json()
+        assert meta["index"]["kind"] == "hnsw" and meta["index"]["saved"] is True
+
+        ids_file = run["path"] / "item_ids.npy"  # a reload that fails moves neither worker
+        saved = ids_file.read_bytes()
+        try:
+            ids_file.write_bytes(saved[:-8])
+            resp = httpx.post(url + "/reload", timeout=60)
+            assert resp.status_code == 409 and "still serving generation 2" in _detail(resp)
+        finally:
+            ids_file.write_bytes(saved)
+        time.sleep(1.0)  # longer than the workers' watch interval
+        assert _generations(url, pids, 2) == {p: 2 for p in pids}
+        time.sleep(0.2)
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+        assert not errors, errors[:3]
+        assert statuses and set(statuses) == {200}, sorted(set(statuses))
+        assert {0, 2} <= set(generations)  # answers before and after the reloads
+    finally:
+        code = _stop(proc)
+    assert code == 0, log.read_text()
+    text = log.read_text()
+    assert "followed the reload" in text and "reloaded (SIGHUP)" in text and "Traceback" not in text
+
+
+def test_workers_that_cannot_load_the_run_stop_the_server(tmp_path):
+    run = write_tiny_run(tmp_path / "run")
+    (run["path"] / "item_ids.npy").write_bytes(b"damaged")  # a run, but its ids fail their checksum
+    out = subprocess.run([sys.executable, "-m", "pinsage.cli", "serve", "--run", str(run["path"]), "--port", "0",
+                          "--workers", "2"], capture_output=True, text=True, cwd=ROOT, timeout=240,
+                         env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 2, out.stderr
+    assert "item_ids.npy" in out.stderr.splitlines()[-1]
+
+
+def test_shared_reload_counters_in_process(tmp_path):
+    """Two holders over one set of counters, as two workers have: a reload by one is followed by the
+    other; a SIGHUP request is taken up once; a failed reload publishes nothing."""
+    from pinsage.serve.reloads import SharedReloads
+    from pinsage.serve.state import RunHolder
+
+    run = write_tiny_run(tmp_path / "run")
+    (tmp_path / "shared").mkdir()
+    shared = SharedReloads.create(tmp_path / "shared")
+    a, b = RunHolder(run["path"], shared=shared), RunHolder(run["path"], shared=shared)
+    assert a.current.generation == b.current.generation == 0
+    assert a.reload().generation == 1 and shared.generation() == 1 and b.current.generation == 0
+    b.sync()
+    assert b.current.generation == 1 and b.current is not a.current
+    shared.request()  # SIGHUP to the supervisor
+    a.sync()  # the first to look takes it up ...
+    assert a.current.generation == 2 and shared.handled() == shared.requested() == 1
+    b.sync()  # ... and the other follows
+    assert b.current.generation == 2
+    ids_file = run["path"] / "item_ids.npy"
+    saved = ids_file.read_bytes()
+    ids_file.write_bytes(saved[:-8])
+    with pytest.raises(InputError):
+        b.reload()
+    ids_file.write_bytes(saved)
+    a.sync()
+    assert shared.generation() == 2 and a.current.generation == b.current.generation == 2
+    with shared.locked() as mine, shared.locked(wait=False) as theirs:
+        assert mine and not theirs  # one reload at a time across the workers

@@ -6,6 +6,9 @@ Modules, one job each:
   reference that a reload swaps (:class:`~pinsage.serve.state.RunHolder`); no fastapi;
 * :mod:`pinsage.serve.limits`: the bounds on requests (:class:`~pinsage.serve.limits.Limits`) and the
   body-size middleware; no fastapi;
+* :mod:`pinsage.serve.reloads`: the counters through which the worker processes of
+  ``pinsage serve --workers N`` reload together (:class:`~pinsage.serve.reloads.SharedReloads`); no
+  fastapi;
 * :mod:`pinsage.serve.app`: the FastAPI application, :func:`~pinsage.serve.app.create_app`.
 
 ``import pinsage`` does not import this package, and importing it imports fastapi only when
@@ -16,7 +19,7 @@ import importlib
 #: the public names, by the module that defines them (imported on first use: importing this package, or
 #: its limits module for ``pinsage serve --help``, loads neither fastapi nor faiss)
 _NAMES = {"create_app": "app", "Limits": "limits", "BodyLimit": "limits", "RunHolder": "state",
-          "ServedRun": "state", "NotFound": "state", "TooLarge": "state"}
+          "ServedRun": "state", "NotFound": "state", "TooLarge": "state", "SharedReloads": "reloads"}
 
 __all__ = list(_NAMES)
 

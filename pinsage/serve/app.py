@@ -12,9 +12,13 @@ Endpoints (JSON in and out; ``docs/serve.md`` has examples):
 ``POST /reload``             read the run directory again and swap it in (also on SIGHUP)
 ===========================  ==================================================================
 
-The search endpoints are plain functions, so they run in the worker thread pool (``Limits.threads``
-threads, each searching with one faiss thread): faiss releases the GIL while it searches, so
-concurrent requests use the cores. Each request takes the current run once, so a reload never
+A small ``/related`` request (at most ``Limits.inline_results`` results: one item at the default
+``k=10``) is answered on the event loop's thread, with no hand-off to a worker thread: the hand-off
+and the GIL passed back and forth cost more CPU than the search itself (a 1M-item HNSW search takes
+about 0.2 ms). Larger ``/related`` batches and every ``/recommend`` run in the worker thread pool
+(``Limits.threads`` threads, each searching with one faiss thread; faiss releases the GIL while it
+searches), so a big batch does not hold up the small requests behind it. More cores are used by more
+processes (``pinsage serve --workers N``). Each request takes the current run once, so a reload never
 changes the run under a request in flight. Errors are JSON ``{"detail": "..."}`` naming the problem:
 404 for unknown item or user ids, 413 for a request over a limit (body size, ids, history length),
 422 for a bad parameter, 409 when a reload fails; never a traceback.
@@ -22,7 +26,9 @@ changes the run under a request in flight. Errors are JSON ``{"detail": "..."}``
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import threading
 from contextlib import asynccontextmanager
 from typing import Any, Literal, Optional, Union
@@ -31,16 +37,26 @@ import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import QueryParams
 from starlette.responses import Response
+
+try:  # optional (in the serve extra): renders a response in a few microseconds instead of tens
+    import orjson
+except ImportError:  # pragma: no cover - the json module does the same job, slower
+    orjson = None
 
 from pinsage._io import InputError
 from pinsage.ids import py_scalar
 from pinsage.index import set_num_threads
+from pinsage.index.exclusions import Exclusions
 from pinsage.index.histories import Histories
 from pinsage.serve.limits import BodyLimit, Limits
-from pinsage.serve.state import NotFound, RunHolder, ServedRun, TooLarge
+from pinsage.serve.state import NotFound, RunHolder, ServedRun, TooLarge, watch
 
 __all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
 
 
 def _version() -> str:
@@ -55,11 +71,18 @@ Id = Union[int, str]
 
 
 class JSON(Response):
-    """A JSON response rendered by :func:`json.dumps` straight away (no per-field encoder walk)."""
+    """A JSON response rendered straight away (no per-field encoder walk): by ``orjson`` when it is
+    installed, else (or for what orjson refuses, such as integers beyond 64 bits) by :func:`json.dumps`;
+    both write the same compact UTF-8 JSON."""
 
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
+        if orjson is not None:
+            try:
+                return orjson.dumps(content)
+            except TypeError:  # orjson.JSONEncodeError: let json say what it makes of it
+                pass
         return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
 
 
@@ -112,14 +135,24 @@ def _check_k(name: str, k: int, limits: Limits) -> None:
         raise InputError(f"{name} must be between 1 and {limits.max_k}, got {k}")
 
 
-def _entries(state: ServedRun, ids: np.ndarray, scores: np.ndarray, titles: bool) -> list[list[dict]]:
+def _entries(state: ServedRun, ids: np.ndarray, scores: np.ndarray, titles: bool, *,
+             rows: np.ndarray | None = None) -> list[list[dict]]:
     """Per query, ``[{"item", "score"(, "title")}, ...]`` best first, padding left out.
 
+    Args:
+        ids: result ids, or None when ``rows`` are given (row ``-1``: padding).
+        rows: result rows of the run instead of ids.
+
     Shapes:
-        - **ids, scores:** :math:`(q, k)`.
+        - **ids or rows, scores:** :math:`(q, k)`.
     """
     valid = np.isfinite(scores)
-    names = state.titles_of(ids) if titles else None
+    if rows is not None:
+        valid &= rows >= 0
+        names = state.titles_of_rows(rows) if titles else None
+        ids = state.ids[np.where(valid, rows, 0)]
+    else:
+        names = state.titles_of(ids) if titles else None
     rounded = np.round(scores.astype(np.float64), 6)
     out = []
     for i in range(ids.shape[0]):  # one step per query; the items of a row go through tolist()
@@ -132,20 +165,28 @@ def _entries(state: ServedRun, ids: np.ndarray, scores: np.ndarray, titles: bool
     return out
 
 
-def _exclusions(state: ServedRun, exclude: Any, n_queries: int, limits: Limits) -> Any:
-    """Request exclusions in the run's id type: one flat list, or one list (or None) per query."""
+def _exclusions(state: ServedRun, exclude: Any, n_queries: int, limits: Limits) -> Exclusions:
+    """Request exclusions as rows of the run: one flat list for every query, or one list (or None) per
+    query; ids that are not items of the run are ignored."""
+    n = len(state.ids)
     if not exclude:
-        return None
+        return Exclusions.none(n)
     per_query = all(e is None or isinstance(e, list) for e in exclude)
     if not per_query:
         _check_count("exclude", len(exclude), limits.max_exclude)
-        return state.known(exclude)
+        return Exclusions.parse(list(exclude), n_queries, n, state.known_rows)
     if len(exclude) != n_queries:
         raise InputError(f"exclude: {len(exclude)} lists for {n_queries} queries; give one list per query "
                          "or one flat list for all")
     lists = [e or [] for e in exclude]
     _check_count("exclude", sum(len(e) for e in lists), limits.max_exclude)
-    return [state.known(e) for e in lists]
+    return Exclusions.parse(lists, n_queries, n, state.known_rows)
+
+
+def _cost(items: list, k: Any, exclude: Any) -> int:
+    """Results a ``/related`` request asks the index for, about: queries x (k + excluded ids)."""
+    excluded = sum(len(e) if isinstance(e, list) else 1 for e in exclude or () if e is not None)
+    return len(items) * ((k if isinstance(k, int) else 10) + excluded)
 
 
 def _related(state: ServedRun, items: list, k: int, exclude: Any, titles: bool, limits: Limits) -> dict:
@@ -154,10 +195,10 @@ def _related(state: ServedRun, items: list, k: int, exclude: Any, titles: bool, 
         raise InputError("items: give at least one item id")
     _check_k("k", k, limits)
     rows = state.rows_of(items)
+    found, scores = state.related(rows, k, _exclusions(state, exclude, len(rows), limits))
+    entries = _entries(state, None, scores, titles, rows=found)
     queries = state.ids[rows]
-    ids, scores = state.index.related(queries, k=k, exclude=_exclusions(state, exclude, len(rows), limits))
-    entries = _entries(state, ids, scores, titles)
-    qtitles = state.titles_of(queries) if titles else None
+    qtitles = state.titles_of_rows(rows) if titles else None
     results = []
     for i, q in enumerate(queries.tolist()):
         r: dict[str, Any] = {"item": q}
@@ -204,6 +245,56 @@ def _recommend(state: ServedRun, req: RecommendRequest, limits: Limits) -> dict:
     entries = _entries(state, ids, scores, req.titles)
     results = [{**label, "items": e} for label, e in zip(labels, entries)]
     return {"n": req.n, "method": req.method, "generation": state.generation, "results": results}
+
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})
+_FALSE = frozenset({"0", "false", "f", "no", "n", "off"})
+
+
+def _int_param(params: QueryParams, name: str, default: int) -> int:
+    value = params.get(name)
+    if value is None:
+        return default
+    text = value.strip()
+    if not _INTEGER.fullmatch(text):
+        raise InputError(f"{name}: Input should be a valid integer, unable to parse string as an integer")
+    return int(text)
+
+
+def _bool_param(params: QueryParams, name: str, default: bool) -> bool:
+    value = params.get(name)
+    if value is None:
+        return default
+    text = value.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise InputError(f"{name}: Input should be a valid boolean, unable to interpret input")
+
+
+def _related_query(params: QueryParams) -> tuple[list[str], int, list[str], bool]:
+    """``GET /related``'s parameters (``item`` repeatable, ``k``, ``exclude`` repeatable, ``titles``),
+    read straight from the query string: the same values and messages as FastAPI's parameter models,
+    without their cost on the busiest endpoint."""
+    items = params.getlist("item")
+    if not items:
+        raise InputError("item: Field required")
+    return items, _int_param(params, "k", 10), params.getlist("exclude"), _bool_param(params, "titles", True)
+
+
+def _query_parameter(name: str, schema: dict, description: str, required: bool = False) -> dict:
+    return {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
+
+
+_RELATED_GET_PARAMETERS = [
+    _query_parameter("item", {"type": "array", "items": {"type": "string"}}, "item id, repeatable", required=True),
+    _query_parameter("k", {"type": "integer", "default": 10}, "results per item"),
+    _query_parameter("exclude", {"type": "array", "items": {"type": "string"}},
+                     "item id never to return, repeatable"),
+    _query_parameter("titles", {"type": "boolean", "default": True}, "add the items' titles"),
+]
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -253,7 +344,15 @@ def create_app(run_dir: str | os.PathLike | None = None, limits: Limits | None =
         import anyio.to_thread
 
         anyio.to_thread.current_default_thread_limiter().total_tokens = limits.threads
-        yield
+        _one_faiss_thread()  # the event loop's thread answers the small requests itself
+        stop = threading.Event()
+        watcher = watch(holder, stop) if holder.shared is not None else None  # a worker of several
+        try:
+            yield
+        finally:
+            stop.set()
+            if watcher is not None:
+                watcher.join(timeout=1)
 
     app = FastAPI(title="pinsage", version=_version(), lifespan=lifespan,
                   description="Related items and recommendations from a pinsage run.")
@@ -275,23 +374,29 @@ def create_app(run_dir: str | os.PathLike | None = None, limits: Limits | None =
     @app.get("/health")
     async def health() -> Response:
         state = holder.current
-        return JSON({"status": "ok", "generation": state.generation, "items": len(state.ids)})
+        return JSON({"status": "ok", "generation": state.generation, "items": len(state.ids), "pid": os.getpid()})
 
     @app.get("/meta")
     async def meta() -> Response:
         return JSON({**holder.current.meta, "limits": limits.as_dict(), "version": app.version})
 
-    @app.get("/related")
-    def related_get(item: list[str] = Query(..., description="item id, repeatable"), k: int = 10,
-                    exclude: list[str] = Query([], description="item id never to return, repeatable"),
-                    titles: bool = True) -> Response:
+    def related_in_thread(state: ServedRun, items: list, k: int, exclude: Any, titles: bool) -> dict:
         _one_faiss_thread()
-        return JSON(_related(holder.current, item, k, exclude, titles, limits))
+        return _related(state, items, k, exclude, titles, limits)
+
+    async def related(items: list, k: int, exclude: Any, titles: bool) -> Response:
+        state = holder.current  # once: a reload in the meantime does not change this request's run
+        if _cost(items, k, exclude) <= limits.inline_results:
+            return JSON(_related(state, items, k, exclude, titles, limits))
+        return JSON(await run_in_threadpool(related_in_thread, state, items, k, exclude, titles))
+
+    @app.get("/related", openapi_extra={"parameters": _RELATED_GET_PARAMETERS})
+    async def related_get(request: Request) -> Response:
+        return await related(*_related_query(request.query_params))
 
     @app.post("/related")
-    def related_post(req: RelatedRequest) -> Response:
-        _one_faiss_thread()
-        return JSON(_related(holder.current, req.items, req.k, req.exclude, req.titles, limits))
+    async def related_post(req: RelatedRequest) -> Response:
+        return await related(req.items, req.k, req.exclude, req.titles)
 
     @app.get("/recommend")
     def recommend_get(user: Optional[str] = None,
@@ -316,7 +421,10 @@ def create_app(run_dir: str | os.PathLike | None = None, limits: Limits | None =
         try:
             new = holder.reload()
         except InputError as exc:
+            log.warning("reload (POST /reload) failed, still serving generation %d: %s", before, exc)
             return JSON({"detail": f"reload failed, still serving generation {before}: {exc}"}, status_code=409)
-        return JSON({"reloaded": True, "generation": new.generation, "meta": new.meta})
+        log.info("reloaded (POST /reload, pid %d): %s: generation %d, %d items, %s index", os.getpid(),
+                 new.path, new.generation, new.meta["items"], new.index.kind)
+        return JSON({"reloaded": True, "generation": new.generation, "pid": os.getpid(), "meta": new.meta})
 
     return app

@@ -39,8 +39,11 @@ class Limits:
         max_history: items per history; a user's history from the graph is cut to its most recent ones.
         max_exclude: ids in a request's exclusions, all lists together.
         max_body_bytes: request body size (413 beyond).
-        threads: worker threads answering requests (each searches with one faiss thread).
+        threads: worker threads answering the larger requests (each searches with one faiss thread).
         max_connections: concurrent connections; uvicorn answers 503 beyond.
+        inline_results: a ``/related`` request asking for at most this many results (queries x
+            (k + excluded ids)) is answered on the event loop's thread, without a hand-off to a worker
+            thread (cheaper for small requests); 0 sends every search to the worker threads.
     """
 
     max_k: int = 1000
@@ -50,6 +53,7 @@ class Limits:
     max_body_bytes: int = 1 << 20
     threads: int = _default_threads()
     max_connections: int = 1024
+    inline_results: int = 100
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
