@@ -33,7 +33,7 @@ COMMAND_MODULES = ["train", "embed", "index", "related", "recommend", "serve", "
 #: the values of ``--log-level``
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("pinsage.cli")  # not __name__: that is "__main__" under python -m pinsage.cli
 
 
 class _CurrentStderr(logging.StreamHandler):
