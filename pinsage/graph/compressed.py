@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
-import pandas as pd
 
 from pinsage._io import InputError, atomic_dir, sha256_file
 from pinsage.graph import _compressed_kernels as K
+from pinsage.graph._store_files import load_arrays, load_id_maps, save_id_maps
 from pinsage.graph._csr import fill_transpose
 from pinsage.graph.interaction import InteractionGraph
 
@@ -468,24 +468,8 @@ class CompressedGraph:
                 raise InputError(f"{f}: missing (listed in graph.json)")
             if verify and sha256_file(f) != digest:
                 raise InputError(f"{f}: checksum mismatch (the file was changed or damaged after it was written)")
-        mode = "r" if mmap else None
-        arrays: dict[str, np.ndarray | None] = {}
-        for name in cls._ARRAYS:
-            f = path / f"{name}.npy"
-            if f.name in files:
-                try:
-                    arrays[name] = np.load(f, mmap_mode=mode)
-                except (OSError, ValueError) as exc:
-                    raise InputError(f"{f}: unreadable or truncated: {exc}") from exc
-            else:
-                arrays[name] = None
-        ids = {}
-        for name in ("item_ids", "group_ids"):
-            f = path / (f"{name}.parquet" if header.get(f"{name}_dtype") == "object" else f"{name}.npy")
-            try:
-                ids[name] = pd.read_parquet(f)["id"].to_numpy() if f.suffix == ".parquet" else np.load(f)
-            except (OSError, ValueError, KeyError) as exc:
-                raise InputError(f"{f}: missing or unreadable: {exc}") from exc
+        arrays = load_arrays(path, cls._ARRAYS, {n for n in cls._ARRAYS if f"{n}.npy" in files}, mmap)
+        ids = load_id_maps(path, header)
         ni, ng, ne = header["num_items"], header["num_groups"], header["num_edges"]
         cs = int(header["chunk"]).bit_length() - 1
         rel = header["relations"][0]
@@ -559,15 +543,7 @@ def write_store(tmp: Path, header: dict[str, Any], arrays: dict[str, np.ndarray 
         if name not in written:
             np.save(tmp / f"{name}.npy", np.ascontiguousarray(arr))
         files.append(f"{name}.npy")
-    for name, ids in (("item_ids", item_ids), ("group_ids", group_ids)):
-        ids = np.asarray(ids)
-        header[f"{name}_dtype"] = str(ids.dtype)
-        if ids.dtype == object:
-            pd.DataFrame({"id": ids}).to_parquet(tmp / f"{name}.parquet")
-            files.append(f"{name}.parquet")
-        else:
-            np.save(tmp / f"{name}.npy", ids)
-            files.append(f"{name}.npy")
+    files += save_id_maps(tmp, header, item_ids, group_ids)
     rel = header["relations"][0]
     for key, side in (("item_to_group", "item"), ("group_to_item", "group")):
         data = arrays[f"{side}_data"]

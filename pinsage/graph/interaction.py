@@ -29,6 +29,7 @@ import pandas as pd
 
 from pinsage._io import InputError, atomic_dir, read_table
 from pinsage.graph._csr import fill_transpose
+from pinsage.graph._store_files import load_arrays, load_id_maps, save_id_maps
 from pinsage.ids import py_scalar
 
 __all__ = ["InteractionGraph", "FORMAT_VERSION"]
@@ -423,13 +424,7 @@ class InteractionGraph:
                 if arr is not None:
                     np.save(tmp / f"{name}.npy", np.ascontiguousarray(arr))
                     header["arrays"].append(name)
-            for name in ("item_ids", "group_ids"):
-                ids = getattr(self, name)
-                header[f"{name}_dtype"] = str(ids.dtype)
-                if ids.dtype == object:
-                    pd.DataFrame({"id": ids}).to_parquet(tmp / f"{name}.parquet")
-                else:
-                    np.save(tmp / f"{name}.npy", ids)
+            save_id_maps(tmp, header, self.item_ids, self.group_ids)
             (tmp / "graph.json").write_text(json.dumps(header, indent=2))
 
     @classmethod
@@ -446,24 +441,8 @@ class InteractionGraph:
         if header.get("format_version") != FORMAT_VERSION:
             raise InputError(f"{header_file}: format version {header.get('format_version')} "
                              f"is not the supported {FORMAT_VERSION}")
-        mode = "r" if mmap else None
-        arrays = {}
-        for name in cls._ARRAYS:
-            f = path / f"{name}.npy"
-            if name in header["arrays"]:
-                try:
-                    arrays[name] = np.load(f, mmap_mode=mode)
-                except (OSError, ValueError) as exc:
-                    raise InputError(f"{f}: unreadable or truncated: {exc}") from exc
-            else:
-                arrays[name] = None
-        ids = {}
-        for name in ("item_ids", "group_ids"):
-            f = path / (f"{name}.parquet" if header.get(f"{name}_dtype") == "object" else f"{name}.npy")
-            try:
-                ids[name] = pd.read_parquet(f)["id"].to_numpy() if f.suffix == ".parquet" else np.load(f)
-            except (OSError, ValueError, KeyError) as exc:
-                raise InputError(f"{f}: missing or unreadable: {exc}") from exc
+        arrays = load_arrays(path, cls._ARRAYS, set(header["arrays"]), mmap)
+        ids = load_id_maps(path, header)
         g = cls(item_ids=ids["item_ids"], group_ids=ids["group_ids"], **arrays)
         if (g.num_items, g.num_groups, g.num_edges) != (header["num_items"], header["num_groups"], header["num_edges"]):
             raise InputError(f"{path}: array sizes do not match graph.json (a truncated or mixed save)")

@@ -20,7 +20,6 @@ the counts do not depend on it.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numba as nb
@@ -305,15 +304,5 @@ class CompressedSampler(ImportanceSampler):
         args = (internal, it.blocks, it.data, gr.blocks, gr.data, it.chunk_shift,
                 self._order, self.num_walks, self.walk_length, self.restart_prob, self._key(key), stream_ids,
                 nbr, cnt, nout)
-        n_parts = min(self.num_threads, max(1, B // 64))
-        if n_parts == 1:
-            walk_topk_range_compressed(*args, 0, B)
-        else:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.num_threads, thread_name_prefix="pinsage-walk")
-            bounds = np.linspace(0, B, n_parts + 1).astype(np.int64)
-            futures = [self._pool.submit(walk_topk_range_compressed, *args, int(lo), int(hi))
-                       for lo, hi in zip(bounds[:-1], bounds[1:])]
-            for f in futures:
-                f.result()
+        self._run_rows(walk_topk_range_compressed, args, B)
         return nbr, cnt, nout

@@ -160,20 +160,24 @@ class ImportanceSampler:
         nout = np.zeros(B, dtype=np.int64)
         args = (seeds, g.item_indptr, g.item_groups, g.group_indptr, g.group_items, *self.kernel_weights(),
                 self.num_walks, self.walk_length, self.restart_prob, self._key(key), stream_ids, nbr, cnt, nout)
-        # the kernel releases the GIL; split the rows over a small thread pool (cheap to dispatch,
-        # and unlike an OpenMP team it does not spin when the machine is oversubscribed)
-        n_parts = min(self.num_threads, max(1, B // 64))
-        if n_parts == 1:
-            walk_topk_range(*args, 0, B)
-        else:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.num_threads, thread_name_prefix="pinsage-walk")
-            bounds = np.linspace(0, B, n_parts + 1).astype(np.int64)
-            futures = [self._pool.submit(walk_topk_range, *args, int(lo), int(hi))
-                       for lo, hi in zip(bounds[:-1], bounds[1:])]
-            for f in futures:
-                f.result()
+        self._run_rows(walk_topk_range, args, B)
         return nbr, cnt, nout
+
+    def _run_rows(self, kernel, args: tuple, num_rows: int) -> None:
+        """``kernel(*args, start, stop)`` over rows ``0..num_rows-1``, split over the sampler's threads.
+
+        The compiled kernels release the GIL; a small thread pool is cheap to dispatch and, unlike an
+        OpenMP team, does not spin when the machine is oversubscribed. At most one part per 64 rows."""
+        n_parts = min(self.num_threads, max(1, num_rows // 64))
+        if n_parts == 1:
+            kernel(*args, 0, num_rows)
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.num_threads, thread_name_prefix="pinsage-walk")
+        bounds = np.linspace(0, num_rows, n_parts + 1).astype(np.int64)
+        futures = [self._pool.submit(kernel, *args, int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
+        for f in futures:
+            f.result()
 
     def kernel_weights(self) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
         """``(item_alias, group_alias, item_total)`` for the compiled kernels: the walk weights' alias tables,
