@@ -1,9 +1,10 @@
-"""Compiled (numba) CSR helpers of the graph store: transposition by counting sort."""
+"""Compiled (numba) CSR helpers of the graph store: transposition by counting sort, of the adjacency and of
+per-edge values."""
 from __future__ import annotations
 
 import numba as nb
 
-__all__ = ["fill_transpose"]
+__all__ = ["fill_transpose", "transpose_values"]
 
 
 @nb.njit(cache=True, nogil=True)
@@ -19,4 +20,16 @@ def fill_transpose(src_indptr, src_indices, dst_indptr, dst_indices):
         for e in range(src_indptr[s], src_indptr[s + 1]):
             d = src_indices[e]
             dst_indices[fill[d]] = s
+            fill[d] += 1
+
+
+@nb.njit(cache=True, nogil=True)
+def transpose_values(src_indptr, src_indices, dst_indptr, values, out):
+    """Scatter per-edge ``values`` of CSR ``(src_indptr, src_indices)`` into the transposed CSR's edge order
+    (the order :func:`fill_transpose` writes: sources in order within each row)."""
+    fill = dst_indptr[:-1].copy()
+    for s in range(len(src_indptr) - 1):
+        for e in range(src_indptr[s], src_indptr[s + 1]):
+            d = src_indices[e]
+            out[fill[d]] = values[e]
             fill[d] += 1

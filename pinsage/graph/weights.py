@@ -27,6 +27,7 @@ import numba as nb
 import numpy as np
 
 from pinsage._io import InputError
+from pinsage.graph._csr import transpose_values
 
 if TYPE_CHECKING:
     from pinsage.graph.interaction import InteractionGraph
@@ -142,18 +143,6 @@ def _build_alias(indptr, adj, w, out, totals):
             out[lo + k] = (thr << np.uint64(32)) | np.uint64(adj[lo + alias[k]])
 
 
-@nb.njit(cache=True, nogil=True)
-def _transpose_values(src_indptr, src_indices, dst_indptr, values, out):
-    """Scatter per-edge ``values`` of CSR ``(src_indptr, src_indices)`` into the transposed CSR's edge order
-    (the order :func:`pinsage.graph._csr.fill_transpose` writes: sources in order within each row)."""
-    fill = dst_indptr[:-1].copy()
-    for s in range(len(src_indptr) - 1):
-        for e in range(src_indptr[s], src_indptr[s + 1]):
-            d = src_indices[e]
-            out[fill[d]] = values[e]
-            fill[d] += 1
-
-
 def walk_weights(graph: InteractionGraph, half_life: float | None = None) -> WalkWeights:
     """Alias tables of :func:`edge_walk_weights` per adjacency, in both CSR directions.
 
@@ -165,7 +154,7 @@ def walk_weights(graph: InteractionGraph, half_life: float | None = None) -> Wal
     group_total = np.empty(graph.num_groups, dtype=np.float64)
     _build_alias(np.asarray(graph.group_indptr), np.asarray(graph.group_items), w, group_alias, group_total)
     w_item = np.empty(graph.num_edges, dtype=np.float64)
-    _transpose_values(np.asarray(graph.group_indptr), np.asarray(graph.group_items),
+    transpose_values(np.asarray(graph.group_indptr), np.asarray(graph.group_items),
                       np.asarray(graph.item_indptr), w, w_item)
     del w, group_total
     item_alias = np.empty(graph.num_edges, dtype=np.uint64)

@@ -9,8 +9,10 @@ import numpy as np
 import torch
 
 from pinsage._arrays import shrink_rows
+from pinsage.graph.time_index import TimeIndex, time_index
 from pinsage.graph.weights import WalkWeights, walk_weights
 from pinsage.sampling._kernels import walk_topk_range
+from pinsage.sampling._time_kernels import walk_topk_before_range
 from pinsage.sampling.blocks import Neighborhoods
 
 if TYPE_CHECKING:
@@ -61,6 +63,11 @@ class ImportanceSampler:
     items by count (ties: smaller index) and the weights are the counts normalised to sum to 1.
     Isolated seeds get an empty neighbourhood.
 
+    Time-respecting neighbourhoods: give ``before`` (a time per seed, or one for all) and every step uses
+    only edges with time strictly before the seed's time (uniform steps; the graph needs edge times). The
+    steps then read a :class:`~pinsage.graph.time_index.TimeIndex` (built on first use, kept in
+    ``time_index``): a binary search per step finds the older edges of a node.
+
     Calls are reproducible: the random stream depends on ``seed`` and the ``key`` of the call
     (by default a counter of calls on this sampler), never on ``num_threads`` (the seeds are split
     over that many threads; the compiled kernel releases the GIL). Give an explicit ``key``
@@ -108,6 +115,7 @@ class ImportanceSampler:
             raise ValueError("weight_half_life decays the weights of weighted walks: set weighted=True")
         self.walk_weights: WalkWeights | None = (walk_weights(graph, self.weight_half_life)
                                                  if self.weighted else None)
+        self.time_index: TimeIndex | None = None
 
     @classmethod
     def from_config(cls, graph: InteractionGraph, config: SamplerConfig, seed: int = 0) -> "ImportanceSampler":
@@ -135,13 +143,14 @@ class ImportanceSampler:
             self._calls += 1
         return stream_key(self.seed, key)
 
-    def sample_arrays(self, seeds: np.ndarray, key: int | None = None,
-                      stream_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def sample_arrays(self, seeds: np.ndarray, key: int | None = None, stream_ids: np.ndarray | None = None,
+                      before: np.ndarray | float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The padded kernel output: ``(nbr (B, T) int64 with -1 padding, counts (B, T) int32, n (B,))``.
 
         Row ``b``'s walks draw from the stream of ``(seed, key, stream_ids[b])``; ``stream_ids``
         ``(B,)`` defaults to ``arange(B)`` (streams by position in the call). Giving the seeds
-        themselves makes a seed's neighbourhood independent of the other seeds of the call."""
+        themselves makes a seed's neighbourhood independent of the other seeds of the call.
+        ``before`` (``(B,)`` or one time, in the graph's time units): walk only edges older than it."""
         g = self.graph
         seeds = np.ascontiguousarray(seeds, dtype=np.int64)
         if seeds.ndim != 1:
@@ -158,10 +167,36 @@ class ImportanceSampler:
         nbr = np.full((B, self.num_neighbors), -1, dtype=np.int64)
         cnt = np.zeros((B, self.num_neighbors), dtype=np.int32)
         nout = np.zeros(B, dtype=np.int64)
-        args = (seeds, g.item_indptr, g.item_groups, g.group_indptr, g.group_items, *self.kernel_weights(),
-                self.num_walks, self.walk_length, self.restart_prob, self._key(key), stream_ids, nbr, cnt, nout)
-        self._run_rows(walk_topk_range, args, B)
+        walk = (self.num_walks, self.walk_length, self.restart_prob, self._key(key), stream_ids, nbr, cnt, nout)
+        if before is None:
+            args = (seeds, g.item_indptr, g.item_groups, g.group_indptr, g.group_items, *self.kernel_weights(), *walk)
+            self._run_rows(walk_topk_range, args, B)
+        else:
+            ti = self._time_index()
+            args = (seeds, self._bounds(before, seeds.shape, ti), ti.cuts, ti.item_records, ti.item_groups,
+                    ti.item_ranks, ti.group_records, ti.group_items, ti.group_ranks, *walk)
+            self._run_rows(walk_topk_before_range, args, B)
         return nbr, cnt, nout
+
+    def _time_index(self) -> TimeIndex:
+        if self.weighted:
+            raise ValueError("time-respecting walks take uniform steps: weighted walks with a time bound are not "
+                             "supported (set weighted=False, or give no time bound)")
+        if self.time_index is None:
+            self.time_index = time_index(self.graph)
+        return self.time_index
+
+    @staticmethod
+    def _bounds(before: np.ndarray | float, shape: tuple[int, ...], index: TimeIndex) -> np.ndarray:
+        """``before`` as one rank bound per seed (:meth:`TimeIndex.rank_before`)."""
+        b = np.asarray(before)
+        if b.ndim > 1 or (b.ndim == 1 and b.shape != shape):
+            raise ValueError(f"before must be one time or one per seed {shape}, got shape {b.shape}")
+        if b.dtype.kind not in "iuf":
+            raise ValueError(f"before must hold numeric times (the graph's units), got dtype {b.dtype}")
+        if b.dtype.kind == "f" and np.isnan(b).any():
+            raise ValueError("before must not hold NaN")
+        return np.ascontiguousarray(np.broadcast_to(index.rank_before(b), shape))
 
     def _run_rows(self, kernel, args: tuple, num_rows: int) -> None:
         """``kernel(*args, start, stop)`` over rows ``0..num_rows-1``, split over the sampler's threads.
@@ -188,11 +223,12 @@ class ImportanceSampler:
         return w.item_alias, w.group_alias, w.item_total
 
     def __call__(self, seeds: torch.Tensor | np.ndarray, key: int | None = None,
-                 stream_ids: np.ndarray | None = None) -> SampledNeighborhoods:
+                 stream_ids: np.ndarray | None = None,
+                 before: np.ndarray | float | None = None) -> SampledNeighborhoods:
         """Neighbourhoods of ``seeds`` (1-D dense item indices, ``(B,)``) as CSR; see the class doc and
-        :meth:`sample_arrays` for ``stream_ids``."""
+        :meth:`sample_arrays` for ``stream_ids`` and ``before``."""
         seeds_np = seeds.cpu().numpy() if isinstance(seeds, torch.Tensor) else np.asarray(seeds)
-        nbr, cnt, n = self.sample_arrays(seeds_np, key, stream_ids)
+        nbr, cnt, n = self.sample_arrays(seeds_np, key, stream_ids, before)
         valid = nbr >= 0
         indices = nbr[valid]
         counts = cnt[valid]
