@@ -86,6 +86,7 @@ VARIANTS: dict[str, tuple[dict, bool]] = {
     "128-d, 2000 easy negatives": ({"model": {"out_channels": 128}, "train": {"easy_negatives": 2000}}, False),
     "ratings as walk weights": ({}, False),
     "ratings as walk weights, 180-day half-life": ({"sampler": {"weight_half_life": 180 * 86400.0}}, False),
+    "time-respecting neighbourhoods (8 snapshots)": ({"train": {"time_respecting": True}}, False),
 }
 
 #: variants trained with ``--weight-col`` (weighted walks): variant -> the interactions' weight column
@@ -94,7 +95,8 @@ WEIGHT_COLUMNS: dict[str, str] = {"ratings as walk weights": "rating",
 
 #: settings added after runs in ``--work`` were trained, at values that leave training unchanged: left
 #: out of a run's cache key while at these values, so the earlier runs stay reusable
-NEUTRAL_SETTINGS = {"sampler": {"weighted": False, "weight_half_life": 0.0}}
+NEUTRAL_SETTINGS = {"sampler": {"weighted": False, "weight_half_life": 0.0},
+                    "train": {"time_respecting": False, "time_snapshots": 8}}
 
 METRICS = ("HR@10", "NDCG@10")
 

@@ -3,10 +3,12 @@
 The public API:
 
 * data: :class:`InteractionGraph`, :class:`CompressedGraph` (the compressed, memory-mapped store),
+  :class:`HeteroGraph` (several relations over one item space), :class:`TimeIndex` (time-ordered adjacencies),
   :class:`ItemFeatureEncoder`;
-* sampling: :class:`ImportanceSampler` (uniform or weighted walks), :class:`CompressedSampler`, :func:`all_neighborhoods`, :class:`Neighborhoods`, :class:`Block`,
+* sampling: :class:`ImportanceSampler` (uniform, weighted or time-respecting walks), :class:`CompressedSampler`,
+  :class:`MetapathSampler` (walks mixing relations), :func:`all_neighborhoods`, :class:`Neighborhoods`, :class:`Block`,
   :func:`build_blocks`, :func:`personalized_pagerank`, :func:`ppr_rank_window`;
-* model: :class:`ImportanceConv`, :class:`PinSage`, :func:`embed_all`;
+* model: :class:`ImportanceConv`, :class:`RelationalPinSageConv`, :class:`PinSage`, :func:`embed_all`;
 * training: :class:`PinSageConfig`, :class:`PinSageEmbedder` (fit / transform / similar_items / recommend);
 * runs: :func:`write_model_card` / :func:`render_model_card` (a run directory's README.md);
 * serving: :class:`ItemIndex` (build / related / recommend / save / load); :mod:`pinsage.serve`, the HTTP
@@ -26,12 +28,13 @@ from pinsage.card import render_model_card, write_model_card
 from pinsage.config import ModelConfig, PinSageConfig, SamplerConfig, TrainConfig
 from pinsage.estimator import PinSageEmbedder
 from pinsage.features import ItemFeatureEncoder
-from pinsage.graph import CompressedGraph, InteractionGraph
+from pinsage.graph import CompressedGraph, HeteroGraph, InteractionGraph
+from pinsage.graph.time_index import TimeIndex
 from pinsage.inference import embed_all, embed_sampled
-from pinsage.nn import ImportanceConv, PinSage
+from pinsage.nn import ImportanceConv, PinSage, RelationalPinSageConv
 from pinsage.sampling import (
-    Block, CompressedSampler, ImportanceSampler, Neighborhoods, SampledNeighborhoods, all_neighborhoods, build_blocks,
-    personalized_pagerank, ppr_rank_window,
+    Block, CompressedSampler, ImportanceSampler, MetapathSampler, Neighborhoods, SampledNeighborhoods, all_neighborhoods,
+    build_blocks, personalized_pagerank, ppr_rank_window,
 )
 
 
@@ -49,8 +52,8 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "InputError", "InteractionGraph", "CompressedGraph", "ItemFeatureEncoder", "ImportanceSampler",
-    "CompressedSampler", "SampledNeighborhoods",
+    "InputError", "InteractionGraph", "CompressedGraph", "HeteroGraph", "TimeIndex", "ItemFeatureEncoder",
+    "ImportanceSampler", "CompressedSampler", "MetapathSampler", "SampledNeighborhoods", "RelationalPinSageConv",
     "personalized_pagerank", "ppr_rank_window", "ImportanceConv", "PinSage", "Block", "Neighborhoods",
     "build_blocks", "all_neighborhoods", "embed_all", "embed_sampled", "PinSageConfig", "ModelConfig", "SamplerConfig",
     "TrainConfig", "PinSageEmbedder", "ItemIndex", "render_model_card", "write_model_card", "__version__",

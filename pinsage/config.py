@@ -76,6 +76,8 @@ class TrainConfig:
     group_partners: int = 0          #: without time: random co-members paired with each edge's item (0: auto, 10 while that makes at most 20M pairs; chosen on validation, docs/quality.md)
     pair_source: str = "groups"      #: groups (items engaged together) | walks (each edge's item with a draw from its importance neighbourhood)
     group_balance: float = 1.0       #: draw a group's pairs with probability ~ (its pair count)^-this: 0 every pair alike, 1 every group alike
+    time_respecting: bool = False    #: with time: each pair's neighbourhoods and log degree from edges older than the pair (time snapshots; docs/time.md)
+    time_snapshots: int = 8          #: with time_respecting: snapshots at the pair-time quantiles (one neighbourhood table each)
     pairs_per_epoch: int = 200_000   #: positive pairs sampled per epoch (0: all pairs once)
     pairs_per_edge: float = 5.0      #: ...but at most this many per training edge, so small graphs train in seconds (0: no cap)
     num_workers: int = -1            #: DataLoader worker processes (-1: 1 when >= 2 CPUs, else 0)
@@ -219,6 +221,7 @@ def _validate_ranges(cfg: "PinSageConfig", source: str) -> None:
         ("train.pairs_per_epoch", t.pairs_per_epoch >= 0, ">= 0"),
         ("train.pairs_per_edge", t.pairs_per_edge >= 0 and t.pairs_per_edge < float("inf"), ">= 0 and finite"), ("train.pair_window", t.pair_window >= 1, ">= 1"),
         ("train.group_balance", 0.0 <= t.group_balance <= 1.0, "in [0, 1]"),
+        ("train.time_snapshots", 1 <= t.time_snapshots <= 1000, "in [1, 1000]"),
         ("train.group_partners", 0 <= t.group_partners <= 1000, "in [0, 1000]"),
         ("train.hard_rank_window", 0 <= t.hard_rank_window[0] < t.hard_rank_window[1] <= 1,
          "two fractions 0 <= lo < hi <= 1"),

@@ -37,6 +37,7 @@ from pinsage.sampling import ImportanceSampler, importance_neighborhoods
 from pinsage.train.data import TrainingData
 from pinsage.train.loader import EpochLoader, make_loader
 from pinsage.train.negatives import curriculum_hard_count
+from pinsage.train.time_snapshots import time_snapshots
 from pinsage.train.trainer import Trainer
 
 __all__ = ["PinSageEmbedder", "NotFittedError"]
@@ -216,6 +217,18 @@ class PinSageEmbedder:
         self.timings_["pairs_negatives_s"] = time.perf_counter() - t0
         self.positive_pairs_ = len(data.pairs)
         say("%d positive pairs and the hard negatives in %.1f s", self.positive_pairs_, self.timings_["pairs_negatives_s"])
+        snapshots = None
+        if cfg.train.time_respecting:
+            if cfg.sampler.resample_every_epoch:
+                raise InputError("train.time_respecting draws each time snapshot's neighbourhoods once: set "
+                                 "sampler.resample_every_epoch: false")
+            t0 = time.perf_counter()
+            snapshots = time_snapshots(graph, data.pair_times, cfg.train.time_snapshots, cfg.sampler,
+                                       seed=cfg.train.seed,
+                                       log_degree=cfg.model.log_degree and self.features_ is not None)
+            self.timings_["time_snapshots_s"] = time.perf_counter() - t0
+            say("%d time snapshots (neighbourhoods of the edges before each) in %.1f s", len(snapshots),
+                self.timings_["time_snapshots_s"])
 
         feature_dim = 0 if self.features_ is None else self.features_.shape[1]
         if feature_dim == 0 and cfg.model.id_dim == 0:
@@ -229,7 +242,8 @@ class PinSageEmbedder:
 
         def dataset(epoch: int):
             return data.epoch_dataset(epoch, t, graph.num_items, self.neighborhoods_, cfg.model.num_layers,
-                                      self.features_, self.sampler_, cfg.sampler.resample_every_epoch, rank, world)
+                                      self.features_, self.sampler_, cfg.sampler.resample_every_epoch, rank, world,
+                                      snapshots)
 
         # the loader's workers are forked once, before the model and the optimiser exist, so they never
         # map (and copy-on-write never duplicates) the id table or the Adam moments; with neighbourhoods

@@ -140,7 +140,7 @@ def test_ranks_scaled_losses_average_to_the_single_process_loss(setup, loss, wor
         got_grad = [a + b / world for a, b in zip(got_grad, grads(value))]
     assert got == pytest.approx(float(want.detach()), rel=1e-5)
     for a, b in zip(got_grad, want_grad):
-        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)  # float32 sums in another order: ~1e-6 apart
 
 
 # ------------------------------------------------------------------- workers forked once for all epochs

@@ -174,3 +174,79 @@ def test_few_distinct_times_and_bounds_on_the_cuts():
         A = dense_weights(g, (t < bound).astype(float))
         assert_visits_match(nb, np.arange(g.num_items), lambda s: exact_weighted_visits(A, s, 2, 0.5),
                             g.num_items, 3000, 2)
+
+
+# ---------------------------------------------------------------- time-respecting training
+
+def _reach(g: InteractionGraph, keep: np.ndarray, hops: int) -> np.ndarray:
+    """Boolean (items x items): j reachable from v in 1..hops item->group->item steps on the kept edges."""
+    X = sp.csr_matrix((np.ones(int(keep.sum())), (g.edge_groups()[keep], g.group_items[keep])),
+                      shape=(g.num_groups, g.num_items))
+    P = ((X.T @ X) > 0).astype(np.int64)
+    R, frontier = P.copy(), P.copy()
+    for _ in range(hops - 1):
+        frontier = ((frontier @ P) > 0).astype(np.int64)
+        R = ((R + frontier) > 0).astype(np.int64)
+    return R.toarray() > 0
+
+
+def test_time_respecting_batches_never_see_a_pairs_future():
+    """Every batch's pairs are at or after its snapshot's cut; every neighbour in its blocks is reachable from
+    its node over edges older than the earliest pair of the batch; its log-degree input counts only those."""
+    from pinsage.config import SamplerConfig, TrainConfig
+    from pinsage.features.structural import log_degree_feature
+    from pinsage.train.data import TrainingData
+    from pinsage.train.time_snapshots import time_snapshots
+
+    g = timed_graph(n_groups=60, n_items=80, n_edges=900, seed=7)
+    cfg = TrainConfig(time_respecting=True, time_snapshots=5, batch_size=64, hard_negatives_max=0, epochs=1)
+    sampler_cfg = SamplerConfig(num_neighbors=10, walk_length=3, method="exact")
+    data = TrainingData.build(g, cfg, np.random.default_rng(0), None)
+    assert data.pair_times is not None and len(data.pair_times) == len(data.pairs)
+    snaps = time_snapshots(g, data.pair_times, cfg.time_snapshots, sampler_cfg, log_degree=True)
+    assert len(snaps) == 5 and (np.diff(snaps.cuts) > 0).all()
+    assert (data.pair_times >= snaps.cuts[snaps.pair_snapshot]).all()
+    features = np.random.default_rng(1).standard_normal((g.num_items, 4)).astype(np.float32)
+    ds = data.epoch_dataset(1, cfg, g.num_items, snaps.neighborhoods[-1], 2, features, snapshots=snaps)
+    batches = ds.batches()
+    assert sum(len(rows) for _, rows in batches) == len(ds.order())
+    t = np.asarray(g.edge_time)
+    seen = set()
+    for b, (k, rows) in enumerate(batches):
+        assert (snaps.pair_snapshot[rows] == k).all()
+        earliest = data.pair_times[rows].min()
+        keep = t < earliest
+        reach = _reach(g, keep, sampler_cfg.walk_length)
+        batch = ds.make_batch(data.pairs[rows], b, k)
+        for block in batch.blocks:
+            src, dst = block.edge_index.numpy()
+            v, j = block.src_nodes.numpy()[dst], block.src_nodes.numpy()[src]
+            assert reach[v, j].all()
+        older_degree = np.bincount(g.group_items[t < snaps.cuts[k]], minlength=g.num_items)
+        want = log_degree_feature(older_degree, reference=g.item_degree).ravel()
+        src0 = batch.blocks[0].src_nodes.numpy()
+        np.testing.assert_allclose(batch.features[:, -1].numpy(), want[src0], rtol=1e-6)
+        np.testing.assert_array_equal(batch.features[:, :-1].numpy(), features[src0, :-1])
+        seen.add(k)
+    assert seen == set(range(5))
+
+
+def test_time_respecting_fit_and_its_errors():
+    from pinsage import PinSageConfig, PinSageEmbedder
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"u": rng.integers(0, 60, 1500), "i": rng.integers(0, 90, 1500),
+                       "t": rng.integers(0, 10_000, 1500)})
+    base = PinSageConfig().override(train__epochs=2, model__hidden_channels=16, model__out_channels=8,
+                                    model__spectral_dim=4)
+    cfg = base.override(train__time_respecting=True, train__time_snapshots=4)
+    timed = PinSageEmbedder(cfg, progress=False).fit(df, "u", "i", "t")
+    plain = PinSageEmbedder(base, progress=False).fit(df, "u", "i", "t")
+    assert np.isfinite(timed.item_embeddings_).all() and timed.item_embeddings_.shape == (90, 8)
+    assert not np.allclose(timed.item_embeddings_, plain.item_embeddings_)
+    with pytest.raises(InputError, match="no time column"):
+        PinSageEmbedder(cfg, progress=False).fit(df, "u", "i")
+    with pytest.raises(InputError, match="resample_every_epoch"):
+        PinSageEmbedder(cfg.override(sampler__resample_every_epoch=True), progress=False).fit(df, "u", "i", "t")
+    with pytest.raises(InputError, match="pair_source"):
+        PinSageEmbedder(cfg.override(train__pair_source="walks"), progress=False).fit(df, "u", "i", "t")

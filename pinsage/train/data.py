@@ -11,11 +11,12 @@ from pinsage._io import InputError
 from pinsage.config import TrainConfig
 from pinsage.train.loader import PairBatchDataset
 from pinsage.train.negatives import HardNegatives, curriculum_hard_count, rank_window
-from pinsage.train.pairs import GroupBalancedDraw, positive_pairs, walk_pairs
+from pinsage.train.pairs import GroupBalancedDraw, positive_pairs, time_window_pair_times, walk_pairs
 
 if TYPE_CHECKING:
     from pinsage.graph import InteractionGraph
     from pinsage.sampling import ImportanceSampler, Neighborhoods
+    from pinsage.train.time_snapshots import TimeSnapshots
 
 __all__ = ["TrainingData", "pairs_per_epoch"]
 
@@ -43,6 +44,7 @@ class TrainingData:
     balanced_draw: GroupBalancedDraw | None
     hard_negatives: HardNegatives | None
     num_edges: int = 0
+    pair_times: np.ndarray | None = None  #: ``(P,)`` each pair's time, with ``train.time_respecting``
 
     @classmethod
     def build(cls, graph: InteractionGraph, config: TrainConfig, rng: np.random.Generator,
@@ -50,6 +52,14 @@ class TrainingData:
         """Pairs of items engaged together (within ``pair_window`` steps of a timed history, or sharing
         a group), drawn from ``rng``; hard negatives from PPR rank windows when the curriculum needs them."""
         pair_dtype = np.int32 if graph.num_items <= np.iinfo(np.int32).max else np.int64
+        if config.time_respecting:
+            if graph.edge_time is None:
+                raise InputError(f"{source}: train.time_respecting keeps each pair's future out of its "
+                                 "neighbourhoods, but the interactions have no time column: give one (--time-col) or "
+                                 "set train.time_respecting: false")
+            if config.pair_source != "groups":
+                raise InputError("train.time_respecting needs pairs from timed histories (train.pair_source: groups), "
+                                 f"got train.pair_source: {config.pair_source}")
         balanced_draw = None
         balanced = config.group_balance > 0
         if config.pair_source == "walks":
@@ -73,13 +83,16 @@ class TrainingData:
                                  config.hard_rank_max)
             hard = HardNegatives(graph, window, seed=config.seed, neighborhoods=neighborhoods,
                                  method=config.hard_negative_method)
-        return cls(pairs, balanced_draw, hard, graph.num_edges)
+        pair_times = time_window_pair_times(graph, config.pair_window) if config.time_respecting else None
+        return cls(pairs, balanced_draw, hard, graph.num_edges, pair_times)
 
     def epoch_dataset(self, epoch: int, config: TrainConfig, num_items: int, neighborhoods: Neighborhoods,
                       num_layers: int, features: np.ndarray | None, sampler: ImportanceSampler | None = None,
-                      resample: bool = False, rank: int = 0, world_size: int = 1) -> PairBatchDataset:
+                      resample: bool = False, rank: int = 0, world_size: int = 1,
+                      snapshots: TimeSnapshots | None = None) -> PairBatchDataset:
         """The minibatches of ``epoch`` (1-based): ``epoch - 1`` hard negatives per pair (capped), fresh
-        neighbourhoods from ``sampler`` when ``resample`` and ``epoch > 1``."""
+        neighbourhoods from ``sampler`` when ``resample`` and ``epoch > 1``; with ``snapshots`` (time-respecting
+        training) each batch within one snapshot, with its neighbourhoods."""
         nb = neighborhoods
         if resample and epoch > 1 and sampler is not None:
             nb = sampler.all_neighborhoods(key_base=epoch * 1_000_003)
@@ -87,4 +100,4 @@ class TrainingData:
                                 config.batch_size, config.easy_negatives,
                                 curriculum_hard_count(epoch, config.hard_negatives_max), epoch,
                                 seed=config.seed, pairs_per_epoch=pairs_per_epoch(config, self.num_edges), rank=rank,
-                                world_size=world_size, balanced_draw=self.balanced_draw)
+                                world_size=world_size, balanced_draw=self.balanced_draw, snapshots=snapshots)

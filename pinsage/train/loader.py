@@ -3,7 +3,7 @@ gathered features, built in DataLoader worker processes so the consumer only run
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 import torch
@@ -13,6 +13,9 @@ from pinsage.sampling.blocks import Block, Neighborhoods, NeighborSampler, build
 from pinsage.sampling.importance import ImportanceSampler
 from pinsage.train.negatives import HardNegatives
 from pinsage.train.pairs import GroupBalancedDraw
+
+if TYPE_CHECKING:
+    from pinsage.train.time_snapshots import TimeSnapshots
 
 __all__ = ["PairBatch", "PairBatchDataset", "make_loader", "EpochLoader"]
 
@@ -68,6 +71,8 @@ class PairBatchDataset(IterableDataset):
     * the hard negatives of the pair at position ``i``: from the same generator's column draws for
       all ``batch_size`` positions (``"table"``) or the walk stream of ``(seed, key(epoch, b), i)``
       (``"closure"``); see :class:`~pinsage.train.negatives.HardNegatives`;
+    * the batches: with time snapshots (``snapshots``, time-respecting training) each batch holds pairs of
+      one snapshot and uses its neighbourhoods and log degree (:meth:`batches`);
     * the neighbourhoods, when ``neighborhoods`` is an :class:`~pinsage.sampling.ImportanceSampler`
       rather than a fixed table: item ``v``'s neighbourhood at hop ``h`` of batch ``b`` comes from
       the walk stream of ``(seed, key(epoch, b, h), v)``, whichever other items the rank's batch
@@ -94,8 +99,10 @@ class PairBatchDataset(IterableDataset):
         rank: int = 0,
         world_size: int = 1,
         balanced_draw: GroupBalancedDraw | None = None,
+        snapshots: "TimeSnapshots | None" = None,
     ) -> None:
         self.pairs = pairs
+        self.snapshots = snapshots
         self.balanced_draw = balanced_draw
         self.num_items = num_items
         self.neighborhoods = neighborhoods
@@ -121,29 +128,52 @@ class PairBatchDataset(IterableDataset):
         return rng.permutation(n)
 
     def __len__(self) -> int:
+        if self.snapshots is not None:
+            return len(self.batches())
         n = len(self.pairs)
         if self.pairs_per_epoch:
             n = self.pairs_per_epoch if self.balanced_draw is not None else min(self.pairs_per_epoch, n)
         return max(1, n // self.batch_size)
 
+    def batches(self) -> list[tuple[int | None, np.ndarray]]:
+        """The epoch's global batches: ``(snapshot or None, rows of pairs)`` each.
+
+        Without snapshots, consecutive runs of ``batch_size`` rows of :meth:`order` (the last partial one
+        dropped). With time snapshots (time-respecting training) each snapshot's rows of the order are cut
+        into ``round(n_k / batch_size)`` (at least one) nearly equal batches, so no batch mixes snapshots,
+        and the batches are shuffled (keyed by ``(seed, epoch)``)."""
+        order = self.order()
+        if self.snapshots is None:
+            n_batches = max(1, len(order) // self.batch_size)
+            return [(None, order[b * self.batch_size:(b + 1) * self.batch_size]) for b in range(n_batches)]
+        snap = self.snapshots.pair_snapshot[order]
+        out: list[tuple[int | None, np.ndarray]] = []
+        for k in range(len(self.snapshots)):
+            rows = order[snap == k]
+            if len(rows):
+                n_batches = max(1, int(round(len(rows) / self.batch_size)))
+                out += [(k, part) for part in np.array_split(rows, n_batches)]
+        shuffle = np.random.default_rng([self.seed, self.epoch, 0x5AA]).permutation(len(out))
+        return [out[i] for i in shuffle]
+
     def __iter__(self) -> Iterator[PairBatch]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        order = self.order()
-        n_batches = max(1, len(order) // self.batch_size)
-        for b in range(worker, n_batches, workers):
-            rows = order[b * self.batch_size:(b + 1) * self.batch_size]
-            yield self.make_batch(self.pairs[rows], b)
+        batches = self.batches()
+        for b in range(worker, len(batches), workers):
+            snapshot, rows = batches[b]
+            yield self.make_batch(self.pairs[rows], b, snapshot)
 
     def batch_key(self, batch_number: int) -> int:
         """The integer key of global batch ``batch_number`` of this epoch (closure walks, sampling)."""
         return self.epoch * 1_000_003 + batch_number
 
-    def make_batch(self, batch_pairs: np.ndarray, batch_number: int) -> PairBatch:
+    def make_batch(self, batch_pairs: np.ndarray, batch_number: int, snapshot: int | None = None) -> PairBatch:
         """This rank's share of global batch ``batch_number``, whose pairs are ``batch_pairs`` ``(G, 2)``
         (every rank's): the pairs at positions ``rank::world_size``, ``B = ceil((G - rank) / world_size)``
         of them, with the batch's ``N`` shared easy negatives and ``H`` hard negatives per pair
-        (drawn for their global positions, see the class doc)."""
+        (drawn for their global positions, see the class doc). ``snapshot``: the time snapshot whose
+        neighbourhoods and log degree the batch uses (:mod:`pinsage.train.time_snapshots`)."""
         G = len(batch_pairs)
         positions = np.arange(self.rank, G, self.world_size, dtype=np.int64)   # (B,) in the global batch
         pairs = batch_pairs[positions]
@@ -160,13 +190,17 @@ class PairBatchDataset(IterableDataset):
         hard = np.where(hard >= 0, hard, q[:, None])
         easy_mask = (easy[None, :] != p[:, None]) & (easy[None, :] != q[:, None])
         nodes, inverse = np.unique(np.concatenate([q, p, easy, hard.ravel()]), return_inverse=True)
-        neighborhoods = self.neighborhoods
+        neighborhoods = self.neighborhoods if snapshot is None else self.snapshots.neighborhoods[snapshot]
         if isinstance(neighborhoods, ImportanceSampler):
             neighborhoods = _KeyedSampler(neighborhoods, self.batch_key(batch_number), self.num_layers)
         blocks = build_blocks(torch.from_numpy(nodes), neighborhoods, self.num_layers)
         feats = None
         if self.features is not None:
-            feats = torch.from_numpy(np.ascontiguousarray(self.features[blocks[0].src_nodes.numpy()]))
+            src = blocks[0].src_nodes.numpy()
+            feats = np.ascontiguousarray(self.features[src])
+            if snapshot is not None and self.snapshots.log_degree is not None:
+                feats[:, -1] = self.snapshots.log_degree[snapshot][src]  # the degree as of the snapshot
+            feats = torch.from_numpy(feats)
         inv = torch.from_numpy(inverse.astype(np.int64))
         n_easy = len(easy)
         return PairBatch(

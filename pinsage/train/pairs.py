@@ -10,18 +10,32 @@ from pinsage._arrays import shrink_rows
 if TYPE_CHECKING:
     from pinsage.graph import InteractionGraph
 
-__all__ = ["time_window_pairs", "co_group_pairs", "walk_pairs", "positive_pairs", "GroupBalancedDraw"]
+__all__ = ["time_window_pairs", "time_window_pair_times", "co_group_pairs", "walk_pairs", "positive_pairs", "GroupBalancedDraw"]
 
 
-def _histories(graph: "InteractionGraph") -> tuple[np.ndarray, np.ndarray]:
-    """Edges in group-CSR order re-sorted by (group, time): ``(group (E,), item (E,))``.
+def _histories(graph: "InteractionGraph") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Edges in group-CSR order re-sorted by (group, time): ``(group (E,), item (E,), time (E,))``.
 
     Ties in time keep the CSR order (ascending item index).
     """
     groups = graph.edge_groups().astype(np.int64)
     items = np.asarray(graph.group_items, dtype=np.int64)
-    order = np.lexsort((np.asarray(graph.edge_time), groups))
-    return groups[order], items[order]
+    times = np.asarray(graph.edge_time)
+    order = np.lexsort((times, groups))
+    return groups[order], items[order], times[order]
+
+
+def _window_steps(graph: "InteractionGraph", window: int):
+    """Per offset ``d = 1..window`` of the time-ordered histories: ``(earlier items, later items, their groups,
+    the later items' times)`` of the item pairs ``d`` steps apart (one shifted comparison each)."""
+    if graph.edge_time is None:
+        raise ValueError("the graph has no edge times; use co_group_pairs")
+    groups, items, times = _histories(graph)
+    for d in range(1, max(1, window) + 1):
+        same = groups[d:] == groups[:-d]
+        if not same.any():
+            break
+        yield items[:-d][same], items[d:][same], groups[d:][same], times[d:][same]
 
 
 def time_window_pairs(graph: "InteractionGraph", window: int,
@@ -30,26 +44,29 @@ def time_window_pairs(graph: "InteractionGraph", window: int,
 
     Returns ``(P, 2)`` int64 ``(query, positive)`` pairs, both directions (and, with
     ``return_groups``, the ``(P,)`` group index of each pair). Vectorised: one shifted comparison
-    per offset ``d = 1..window``. Memory ``O(2 * window * E)``.
+    per offset ``d = 1..window``. Memory ``O(2 * window * E)``. :func:`time_window_pair_times` gives each
+    pair's time, in the same order.
     """
-    if graph.edge_time is None:
-        raise ValueError("the graph has no edge times; use co_group_pairs")
-    groups, items = _histories(graph)
     parts, owners = [], []
-    for d in range(1, max(1, window) + 1):
-        same = groups[d:] == groups[:-d]
-        if not same.any():
-            break
-        a, b = items[:-d][same], items[d:][same]
+    for a, b, g, _ in _window_steps(graph, window):
         parts.append(np.stack([a, b], 1).astype(dtype, copy=False))
         parts.append(np.stack([b, a], 1).astype(dtype, copy=False))
         if return_groups:
-            g = groups[d:][same]
             owners += [g, g]
     pairs = np.concatenate(parts) if parts else np.zeros((0, 2), dtype=dtype)
     if not return_groups:
         return pairs
     return pairs, (np.concatenate(owners) if owners else np.zeros(0, dtype=np.int64))
+
+
+def time_window_pair_times(graph: "InteractionGraph", window: int) -> np.ndarray:
+    """``(P,)`` the time of each pair of :func:`time_window_pairs` (same order): the time of its later
+    interaction, when the pair came to be. Edges at or after it are the pair's future (time-respecting
+    training, :mod:`pinsage.train.time_snapshots`)."""
+    parts = []
+    for _, _, _, t in _window_steps(graph, window):
+        parts += [t, t]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.asarray(graph.edge_time).dtype)
 
 
 def co_group_pairs(graph: "InteractionGraph", rng: np.random.Generator, per_edge: int = 1,
