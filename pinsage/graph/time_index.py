@@ -181,10 +181,9 @@ def record_start(records, v):
 
 @nb.njit(cache=True, inline="always")
 def record_count(records, v, k):
-    """``C_k``: edges of node ``v`` with rank below the cut ``R_k`` (``C_0 = 0``)."""
-    if k == 0:
-        return np.int64(0)
-    return np.int64(records[v, 1 + k])
+    """``C_k``: edges of node ``v`` with rank below the cut ``R_k`` (``C_0 = 0``; no branch: column 1, read
+    for ``k = 0``, is multiplied by 0)."""
+    return np.int64(records[v, 1 + k]) * np.int64(k > 0)
 
 
 @nb.njit(cache=True, nogil=True)

@@ -2,8 +2,8 @@
 :func:`pinsage.sampling._kernels.walk_topk_range` with every step restricted to edges older than the
 seed's time bound, read from the time-ordered adjacencies of :class:`pinsage.graph.time_index.TimeIndex`.
 
-Random streams are keyed as in ``walk_topk_range`` (``(key, row id)``), so results never depend on thread
-count or on the other rows of a call.
+Random streams are keyed by ``(key, row id, walk)`` (:func:`walk_topk_before_range`), so results never
+depend on thread count or on the other rows of a call.
 """
 from __future__ import annotations
 
@@ -13,130 +13,101 @@ import numpy as np
 from pinsage.graph.time_index import band_of, prefix_below, record_count, record_start
 from pinsage.sampling._kernels import _GOLDEN, _below, _next, _splitmix64, _topk_one
 
-_LANES = 16
-
-
+#: walks advanced together, hop level by hop level (seeds are grouped up to about this many walks)
+_WALKS_PER_GROUP = 512
+#: draws of a slot before the older prefix is found by binary search
 _TRIES = 4
 
 
+@nb.njit(cache=True, inline="always")
+def _older_slots(m, act, node, band, bound, draw, shift, wstate, records, ranks, start, first, last, slot):
+    """For the ``m`` walks ``act[:m]`` standing on nodes ``node[:m]``: a uniformly random edge slot of each
+    node among its edges older than the walk's bound (``band[t]``, ``bound[t]``), into ``slot[:m]``.
+
+    The node's record (:class:`pinsage.graph.time_index.TimeIndex`) says that its first ``C_band`` edges are
+    older and none past ``C_{band+1}`` is; a slot is drawn uniformly below ``C_{band+1}`` from 32 bits of
+    ``draw[t]`` (the high half when ``shift`` is 0, the low half when 32). A slot below ``C_band`` is kept at
+    once; one in the band is kept after a rank read shows it older, else redrawn from the walk's stream
+    ``wstate[act[t]]`` (after ``_TRIES`` draws, the older prefix by binary search over the band). Every path
+    gives a uniform older slot. Every node here has an older edge (the seed was checked; later nodes were
+    reached through one). Three passes (records, draws, band checks), so the record loads of all walks are
+    in flight together. ``start``, ``first``, ``last``: int64 scratch of ``m``."""
+    for t in range(m):
+        v = node[t]
+        start[t] = record_start(records, v)
+        first[t] = record_count(records, v, band[t])
+        last[t] = record_count(records, v, band[t] + 1)
+    for t in range(m):
+        u = _below(draw[t] << np.uint64(shift), last[t])
+        slot[t] = start[t] + u
+        first[t] = u - first[t]  # >= 0: the slot lies in the band and needs a rank read
+    for t in range(m):
+        if first[t] < 0:
+            continue
+        b = bound[t]
+        if ranks[slot[t]] < b:
+            continue
+        slot[t] = _redraw(ranks, start[t], last[t], b, records, node[t], band[t], wstate, act[t])
+
+
 @nb.njit(cache=True)
-def _slot_search(ranks, start, lo, hi, bound, state):
-    """The slow path of :func:`_slot_before`: ``_TRIES - 1`` more rejection draws, then the older prefix's
-    length by binary search over the band and a uniform draw in it."""
+def _redraw(ranks, start, hi, bound, records, v, band, wstate, wk):
+    """The slow path of :func:`_older_slots`: ``_TRIES - 1`` more draws from the walk's stream
+    ``wstate[wk]`` (updated), then the older prefix's length by binary search over the band and a draw in
+    it. Returns the slot."""
+    lo = record_count(records, v, band)
+    st = wstate[wk]
     for _t in range(_TRIES - 1):
-        state, bits = _next(state)
+        st, bits = _next(st)
         u = _below(bits, hi)
         if u < lo or ranks[start + u] < bound:
-            return start + u, state
+            wstate[wk] = st
+            return start + u
     c = lo + prefix_below(ranks, start + lo, start + hi, bound)
-    if c == 0:
-        return np.int64(-1), state
-    state, bits = _next(state)
-    return start + _below(bits, c), state
-
-
-@nb.njit(cache=True, inline="always")
-def _slot_before(records, ranks, v, band, bound, bits, state):
-    """A uniformly random edge slot of node ``v`` among its edges with time rank below ``bound`` (in band
-    ``band`` of the cuts), or -1 when there is none; returns ``(slot, new state)``.
-
-    ``v``'s record (:class:`pinsage.graph.time_index.TimeIndex`) says that its first ``lo = C_band`` edges
-    are older and none past ``hi = C_{band+1}`` is: a uniform draw in ``[0, hi)`` (from the high 32 bits of
-    ``bits``) is kept at once below ``lo``, after one rank read in ``[lo, hi)`` when that edge is older, and
-    otherwise redrawn (:func:`_slot_search`). Every path returns a uniform older edge, so the result is
-    exactly uniform over them."""
-    start = record_start(records, v)
-    lo = record_count(records, v, band)
-    hi = record_count(records, v, band + 1)
-    if hi == 0:
-        return np.int64(-1), state
-    u = _below(bits, hi)
-    if u < lo or ranks[start + u] < bound:
-        return start + u, state
-    return _slot_search(ranks, start, lo, hi, bound, state)
-
-
-@nb.njit(cache=True, inline="always")
-def _hop_before(c, band, bound, state, item_records, item_groups, item_ranks, group_records, group_items,
-                group_ranks):
-    """One time-restricted hop from item ``c``: a uniform group among ``c``'s edges older than the bound,
-    then a uniform item among that group's older edges (:func:`_slot_before`). Returns ``(next item, or -1
-    when ``c`` has no older edge, new state)``. The first draws of both sides share one 64-bit draw (top
-    half: the group; bottom half: the item)."""
-    state, bits = _next(state)
-    k, state = _slot_before(item_records, item_ranks, c, band, bound, bits, state)
-    if k < 0:
-        return np.int64(-1), state
-    g = np.int64(item_groups[k])
-    # the group has at least one older edge: (g, c) itself
-    j, state = _slot_before(group_records, group_ranks, g, band, bound, bits << np.uint64(32), state)
-    return np.int64(group_items[j]), state
-
-
-@nb.njit(cache=True, nogil=True)
-def _walk_one_before(s, bound, cuts, state, item_records, item_groups, item_ranks, group_records, group_items,
-                     group_ranks, num_walks, walk_length, threshold, always_stop, visits):
-    """The walks of seed ``s`` over edges older than ``bound`` in lock-step lanes (as ``_walk_one``):
-    visited items (seed excluded) into ``visits``; returns their count."""
-    nv = 0
-    band = band_of(cuts, bound)
-    lo = record_count(item_records, s, band)
-    start = record_start(item_records, s)
-    if lo + prefix_below(item_ranks, start + lo, start + record_count(item_records, s, band + 1), bound) == 0:
-        return 0
-    cur = np.empty(_LANES, dtype=np.int64)
-    for w0 in range(0, num_walks, _LANES):
-        lanes = min(_LANES, num_walks - w0)
-        for j in range(lanes):
-            cur[j] = s
-        alive = lanes
-        for _h in range(walk_length):
-            if alive == 0:
-                break
-            j = 0
-            while j < alive:
-                nxt, state = _hop_before(cur[j], band, bound, state, item_records, item_groups, item_ranks,
-                                         group_records, group_items, group_ranks)
-                if nxt < 0:
-                    alive -= 1
-                    cur[j] = cur[alive]
-                    continue
-                if nxt != s:
-                    visits[nv] = nxt
-                    nv += 1
-                stop = always_stop
-                if not stop:
-                    state, bits = _next(state)
-                    stop = bits < threshold
-                if stop:
-                    alive -= 1
-                    cur[j] = cur[alive]
-                else:
-                    cur[j] = nxt
-                    j += 1
-    return nv
+    st, bits = _next(st)
+    wstate[wk] = st
+    return start + _below(bits, c)
 
 
 @nb.njit(cache=True, nogil=True)
 def walk_topk_before_range(
-    seeds, bounds, cuts, item_records, item_groups, item_ranks, group_records, group_items, group_ranks, num_walks, walk_length, restart_prob, key, row_ids, nbr, cnt, nout, start, stop,
+    seeds, bounds, cuts, item_records, item_groups, item_ranks, group_records, group_items, group_ranks, num_walks,
+    walk_length, restart_prob, key, row_ids, nbr, cnt, nout, start, stop,
 ):
     """Time-respecting visit counts, top-T per seed, for ``seeds[start:stop]``.
 
     As :func:`pinsage.sampling._kernels.walk_topk_range` with uniform steps, except that every step from a
     node uses only its edges older than the seed's time: ``bounds`` ``(B,)`` int64 are rank bounds
     (:meth:`pinsage.graph.time_index.TimeIndex.rank_before`); ``cuts``, the records and the time-ordered
-    adjacencies with their ranks are the fields of :class:`~pinsage.graph.time_index.TimeIndex`. A walk ends
-    at an item with no older edge.
-    Writes rows ``start..stop-1`` of ``nbr (B, T)`` (pre-filled with -1), ``cnt (B, T)`` and ``nout (B,)``.
-    Releases the GIL.
+    adjacencies with their ranks are the fields of :class:`~pinsage.graph.time_index.TimeIndex`. A seed
+    without an older edge gets an empty neighbourhood; every later item of a walk has one (the edge it was
+    reached through), so walks end only by restart or after ``walk_length`` hops.
+
+    Random streams: walk ``w`` of row ``b`` draws from its own xorshift64* stream seeded by
+    ``(key, row_ids[b], w)``: per hop one 64-bit draw (high half: the group slot, low half: the item slot;
+    redraws of a slot that is not older come from the same stream), then one restart draw. So a row's result
+    depends only on ``(key, row_ids[b])``, never on the thread split or the other rows.
+
+    Schedule: rows go in groups of about ``_WALKS_PER_GROUP`` walks, and all the group's walks advance hop
+    level by hop level, one pass per dependent load (:func:`_older_slots` for the item's and the group's
+    edges), so the loads of hundreds of walks are in flight together. Writes rows ``start..stop-1`` of
+    ``nbr (B, T)`` (pre-filled with -1), ``cnt (B, T)`` and ``nout (B,)``. Releases the GIL.
     """
     always_stop = restart_prob >= 1.0
     threshold = np.uint64(0)
     if not always_stop:
         threshold = np.uint64(restart_prob * 18446744073709549568.0)
     base = _splitmix64(np.uint64(key))
-    max_visits = num_walks * walk_length
+    L = walk_length
+    max_visits = num_walks * L
+    per_group = max(1, _WALKS_PER_GROUP // num_walks)
+    cap = per_group * num_walks
+    vis = np.empty(cap * L, dtype=np.int64)
+    wstate = np.empty(cap, dtype=np.uint64)
+    scratch = np.empty((9, cap), dtype=np.int64)
+    act, node, origin, band, bound, s0, s1, s2, slot = (scratch[0], scratch[1], scratch[2], scratch[3], scratch[4],
+                                                       scratch[5], scratch[6], scratch[7], scratch[8])
+    draw = np.empty(cap, dtype=np.uint64)
     visits = np.empty(max_visits, dtype=np.int64)
     keys = np.empty(max_visits, dtype=np.int64)
     table_size = 1
@@ -144,9 +115,61 @@ def walk_topk_before_range(
         table_size *= 2
     table_items = np.full(table_size, -1, dtype=np.int64)
     table_counts = np.zeros(table_size, dtype=np.int32)
-    for b in range(start, stop):
-        state = _splitmix64(base ^ (np.uint64(row_ids[b] + 1) * np.uint64(_GOLDEN))) | np.uint64(1)
-        nv = _walk_one_before(seeds[b], bounds[b], cuts, state, item_records, item_groups, item_ranks,
-                              group_records, group_items, group_ranks, num_walks, walk_length, threshold,
-                              always_stop, visits)
-        nout[b] = _topk_one(visits, nv, table_items, table_counts, keys, nbr[b], cnt[b])
+    for g0 in range(start, stop, per_group):
+        g1 = min(stop, g0 + per_group)
+        vis[:(g1 - g0) * max_visits] = -1
+        m = 0  # live walks: act[:m] (walk ids), node[:m] (where they stand), origin / band / bound (their seed's)
+        for sb in range(g1 - g0):
+            b = g0 + sb
+            s = np.int64(seeds[b])
+            k = band_of(cuts, bounds[b])
+            if record_count(item_records, s, k) == 0:  # no edge surely older: search the band
+                st = record_start(item_records, s)
+                if prefix_below(item_ranks, st, st + record_count(item_records, s, k + 1), bounds[b]) == 0:
+                    continue  # no edge older than the bound: an empty neighbourhood
+            row = _splitmix64(base ^ (np.uint64(row_ids[b] + 1) * np.uint64(_GOLDEN)))
+            for w in range(num_walks):
+                wk = sb * num_walks + w
+                wstate[wk] = _splitmix64(row ^ (np.uint64(w + 1) * np.uint64(_GOLDEN))) | np.uint64(1)
+                act[m] = wk
+                node[m] = s
+                origin[m] = s
+                band[m] = k
+                bound[m] = bounds[b]
+                m += 1
+        for h in range(L):
+            if m == 0:
+                break
+            for t in range(m):  # the hop's draw, from each walk's own stream
+                wk = act[t]
+                wstate[wk], draw[t] = _next(wstate[wk])
+            _older_slots(m, act, node, band, bound, draw, 0, wstate, item_records, item_ranks, s0, s1, s2, slot)
+            for t in range(m):
+                node[t] = item_groups[slot[t]]
+            _older_slots(m, act, node, band, bound, draw, 32, wstate, group_records, group_ranks, s0, s1, s2, slot)
+            m2 = 0
+            for t in range(m):
+                wk = act[t]
+                v = np.int64(group_items[slot[t]])
+                o = origin[t]
+                vis[wk * L + h] = v if v != o else np.int64(-1)
+                live = h + 1 < L
+                if live and not always_stop:
+                    wstate[wk], x = _next(wstate[wk])
+                    live = x >= threshold
+                elif always_stop:
+                    live = False
+                act[m2] = wk
+                node[m2] = v
+                origin[m2] = o
+                band[m2] = band[t]
+                bound[m2] = bound[t]
+                m2 += np.int64(live)
+            m = m2
+        for sb in range(g1 - g0):
+            nv = 0
+            for i in range(sb * max_visits, (sb + 1) * max_visits):
+                v = vis[i]
+                visits[nv] = v
+                nv += np.int64(v >= 0)
+            nout[g0 + sb] = _topk_one(visits, nv, table_items, table_counts, keys, nbr[g0 + sb], cnt[g0 + sb])
