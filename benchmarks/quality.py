@@ -95,8 +95,10 @@ WEIGHT_COLUMNS: dict[str, str] = {"ratings as walk weights": "rating",
 
 #: settings added after runs in ``--work`` were trained, at values that leave training unchanged: left
 #: out of a run's cache key while at these values, so the earlier runs stay reusable
-NEUTRAL_SETTINGS = {"sampler": {"weighted": False, "weight_half_life": 0.0},
-                    "train": {"time_respecting": False, "time_snapshots": 8}}
+NEUTRAL_SETTINGS = {"sampler": {"weighted": False, "weight_half_life": 0.0, "relation_probs": {},
+                                "merge_relations": True},
+                    "train": {"time_respecting": False, "time_snapshots": 8, "positive_relations": {}},
+                    "model": {"relation_combine": "mean"}}
 
 METRICS = ("HR@10", "NDCG@10")
 

@@ -35,6 +35,7 @@ class ModelConfig:
     spectral_dim: int = 64           #: structural inputs: rank of the graph's truncated SVD (0: off)
     magnitude: bool = True           #: learned embedding length: dot products rank by length x cosine (how readily an item is engaged)
     sparse_id_min_items: int = 250_000  #: catalogues this large get sparse id-embedding gradients (SparseAdam; dense Adam costs O(items) per step)
+    relation_combine: str = "mean"   #: several relations with sampler.merge_relations false: combine the per-relation convolutions by sum | mean | attention
 
 
 @dataclass
@@ -49,6 +50,8 @@ class SamplerConfig:
     method: str = "auto"             #: walks (Monte Carlo visit counts) | exact (expected visit counts) | auto (exact while items x edges <= 1e10; chosen on validation, docs/quality.md)
     weighted: bool = False           #: walk steps proportional to edge weights (the weight column, else duplicate counts); ``--weight-col`` turns it on
     weight_half_life: float = 0.0    #: with weighted walks: halve an edge's weight per this age before the newest edge, in the time column's units (datetimes: microseconds); 0: no decay
+    relation_probs: dict = field(default_factory=dict)  #: several relations: relation -> step probability of the mixed walk (renormalised; {}: every relation alike)
+    merge_relations: bool = True     #: several relations: one merged neighbourhood per item (the homogeneous model) | false: one per relation (RelationalPinSageConv layers)
 
 
 @dataclass
@@ -79,6 +82,7 @@ class TrainConfig:
     time_respecting: bool = False    #: with time: each pair's neighbourhoods and log degree from edges older than the pair (time snapshots; docs/time.md)
     time_snapshots: int = 8          #: with time_respecting: snapshots at the pair-time quantiles (one neighbourhood table each)
     pairs_per_epoch: int = 200_000   #: positive pairs sampled per epoch (0: all pairs once)
+    positive_relations: dict = field(default_factory=dict)  #: several relations: relation -> weight of its groups' positive pairs (a list: weight 1 each; {}: the first relation)
     pairs_per_edge: float = 5.0      #: ...but at most this many per training edge, so small graphs train in seconds (0: no cap)
     num_workers: int = -1            #: DataLoader worker processes (-1: 1 when >= 2 CPUs, else 0)
     amp: str = "auto"                #: auto | bf16 | off (auto: bf16 autocast on CUDA where supported)
@@ -168,15 +172,46 @@ class PinSageConfig:
 #: allowed values of the string settings
 CHOICES = {"aggr": ("importance", "mean", "max", "sum"), "loss": ("margin", "softmax"),
            "amp": ("auto", "bf16", "off"), "hard_negative_method": ("auto", "table", "closure"),
-           "pair_source": ("groups", "walks"), "method": ("walks", "exact", "auto")}
+           "pair_source": ("groups", "walks"), "method": ("walks", "exact", "auto"),
+           "relation_combine": ("sum", "mean", "attention")}
+
+#: mapping settings: key -> (what the values are, whether 0 is allowed); a list of names means weight 1 each
+MAPPINGS = {"relation_probs": ("a step probability", True), "positive_relations": ("a pair weight", False)}
 
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _check_mapping(where: str, value: Any, key: str) -> dict[str, float]:
+    """A ``relation name -> number`` setting (:data:`MAPPINGS`): a mapping of non-empty names to finite numbers
+    ``>= 0`` (``> 0`` where 0 is not allowed) with a positive sum, or a list of distinct names (weight 1 each).
+    Returns a plain dict (names in the given order); the empty mapping is the documented default."""
+    what, zero_ok = MAPPINGS[key]
+    if isinstance(value, (list, tuple)):
+        if not all(isinstance(v, str) and v for v in value) or len(set(value)) != len(value):
+            raise InputError(f"{where} must be a mapping relation -> {what}, or a list of distinct relation "
+                             f"names, got {value!r}")
+        value = dict.fromkeys(value, 1.0)
+    if not isinstance(value, dict):
+        raise InputError(f"{where} must be a mapping relation -> {what} (e.g. {{click: 0.7, tag: 0.3}}), "
+                         f"got {value!r}")
+    out: dict[str, float] = {}
+    for name, p in value.items():
+        if not isinstance(name, str) or not name:
+            raise InputError(f"{where}: relation names must be non-empty strings, got {name!r}")
+        if not _is_number(p) or not math.isfinite(float(p)) or float(p) < 0 or (float(p) == 0 and not zero_ok):
+            raise InputError(f"{where}[{name!r}] must be a finite number {'>= 0' if zero_ok else '> 0'}, got {p!r}")
+        out[name] = float(p)
+    if out and sum(out.values()) <= 0:
+        raise InputError(f"{where} gives every relation 0: {out}; at least one must be positive")
+    return out
+
+
 def _check_value(where: str, default: Any, value: Any, key: str) -> Any:
     """Validate ``value`` against the type of ``default``; raise InputError naming ``where``."""
+    if key in MAPPINGS:
+        return _check_mapping(where, value, key)
     if isinstance(default, tuple):
         if (not isinstance(value, (list, tuple)) or len(value) != len(default) or not all(map(_is_number, value))
                 or not all(math.isfinite(float(v)) for v in value)):
@@ -259,3 +294,29 @@ def _validate_ranges(cfg: "PinSageConfig", source: str) -> None:
 
 def replace(cfg: Any, **kw: Any) -> Any:
     return dataclasses.replace(cfg, **kw)
+
+
+def relation_settings(cfg: "PinSageConfig", relations: tuple[str, ...] | list[str],
+                      source: str = "config") -> tuple[dict[str, float], dict[str, float]]:
+    """The relation settings of a run over a graph of ``relations``, checked and with defaults filled in:
+    ``(step probabilities, positive-pair weights)``, both normalised to sum to 1, in relation order.
+
+    ``sampler.relation_probs`` ``{}``: every relation alike (``1 / R`` each); relations not named step with
+    probability 0. ``train.positive_relations`` ``{}``: the first relation's groups only. Raises
+    :class:`~pinsage.InputError` for a name that is not a relation of the graph (listing the relations) and for
+    probabilities that leave no relation to step or no relation to pair.
+    """
+    relations = list(relations)
+    out = []
+    for where, given, default in (("sampler.relation_probs", cfg.sampler.relation_probs, dict.fromkeys(relations, 1.0)),
+                                  ("train.positive_relations", cfg.train.positive_relations, {relations[0]: 1.0})):
+        unknown = [n for n in given if n not in relations]
+        if unknown:
+            raise InputError(f"{source}: {where} names unknown relation(s) {unknown}; the relations are {relations}")
+        values = {n: float(given.get(n, 0.0)) for n in relations} if given else \
+            {n: float(default.get(n, 0.0)) for n in relations}
+        total = sum(values.values())
+        if total <= 0:
+            raise InputError(f"{source}: {where} gives every relation 0: {given}")
+        out.append({n: v / total for n, v in values.items()})
+    return out[0], out[1]

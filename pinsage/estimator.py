@@ -25,18 +25,19 @@ import torch.distributed as dist
 
 from pinsage._io import InputError
 from pinsage._version import package_versions
-from pinsage.config import PinSageConfig, SamplerConfig
+from pinsage.config import PinSageConfig, SamplerConfig, relation_settings
 from pinsage.features import catalogue_items, catalogue_node_inputs, fit_node_inputs
-from pinsage.graph import InteractionGraph
+from pinsage.graph import HeteroGraph, InteractionGraph
 from pinsage.ids import rows_of
 from pinsage.inference import embed_all
 from pinsage.new_items import embed_with_new_items
 from pinsage.nn.model import PinSage
 from pinsage.run import RunDir
 from pinsage.sampling import ImportanceSampler, importance_neighborhoods
+from pinsage.sampling.relations import merge_tables, mixed_method, mixed_neighborhoods, mixed_sampler
 from pinsage.train.data import TrainingData
 from pinsage.train.loader import EpochLoader, make_loader
-from pinsage.train.negatives import curriculum_hard_count
+from pinsage.train.negatives import curriculum_hard_count, mixed_window_sampler
 from pinsage.train.time_snapshots import time_snapshots
 from pinsage.train.trainer import Trainer
 
@@ -119,7 +120,7 @@ class PinSageEmbedder:
     _FITTED = ("config_", "graph_", "item_ids_", "features_", "feature_encoder_", "sampler_", "neighborhoods_",
                "model_", "trainer_", "history_", "item_embeddings_", "timings_", "run_meta_", "_index",
                "catalogue_ids_", "catalogue_features_", "neighborhood_method_", "train_steps_", "positive_pairs_",
-               "trained_at_")
+               "trained_at_", "hetero_graph_", "relation_probs_", "positive_relations_")
 
     def __init__(self, config: PinSageConfig | None = None, device: str | torch.device = "cpu",
                  progress: bool = True) -> None:
@@ -161,18 +162,30 @@ class PinSageEmbedder:
     # ------------------------------------------------------------------ fit
     def fit(
         self,
-        interactions: pd.DataFrame | InteractionGraph,
-        group_col: str | None = None,
-        item_col: str | None = None,
-        time_col: str | None = None,
+        interactions: pd.DataFrame | InteractionGraph | dict[str, pd.DataFrame] | HeteroGraph,
+        group_col: str | dict[str, str] | None = None,
+        item_col: str | dict[str, str] | None = None,
+        time_col: str | dict[str, str | None] | None = None,
         item_features: pd.DataFrame | None = None,
         item_key: str | None = None,
         work_dir: str | os.PathLike | None = None,
         resume: bool = False,
         source: str = "interactions",
-        weight_col: str | None = None,
+        weight_col: str | dict[str, str | None] | None = None,
+        node_types: dict[str, str] | None = None,
     ) -> "PinSageEmbedder":
         """Train on ``interactions`` (a DataFrame with the named columns, or a built graph).
+
+        **Several relations** (docs/guide.md, "Several relations"): a dict ``{relation: DataFrame}`` of
+        ``(other node, item[, time][, weight])`` rows, or a :class:`~pinsage.graph.HeteroGraph`. The column
+        options are then one name for every relation or a dict relation -> name (``time_col`` / ``weight_col``
+        may leave relations out); ``node_types`` names each relation's other node type (default: its other
+        column's name, so two relations with a ``user`` column share their users). Walks mix the relations
+        (``sampler.relation_probs``); neighbourhoods are merged or per relation (``sampler.merge_relations``,
+        ``model.relation_combine``); positive pairs come from ``train.positive_relations``; hard negatives from
+        the mixed walk. ``hetero_graph_`` holds the graph and ``graph_`` all relations merged
+        (:meth:`HeteroGraph.merged_graph`). A one-relation dict or graph is exactly the single-table run on its
+        table (same results for the same seed).
 
         ``weight_col``: a column of non-negative edge weights (ratings, play counts, dwell time); it
         switches weighted walks on (``sampler.weighted``, recorded in ``config_``): walk steps follow the
@@ -198,7 +211,19 @@ class PinSageEmbedder:
         rank, world = _dist_info()
         torch.manual_seed(cfg.train.seed)
         rng = np.random.default_rng(cfg.train.seed)
-        graph = self.graph_ = self._graph(interactions, group_col, item_col, time_col, source, weight_col)
+        hetero = self._hetero(interactions, group_col, item_col, time_col, weight_col, node_types)
+        if hetero is not None and hetero.num_relations == 1:
+            interactions, hetero = hetero.as_interaction_graph(), None  # one relation: today's run, exactly
+        self.hetero_graph_ = hetero
+        if hetero is not None:
+            graph = self.graph_ = hetero.merged_graph()
+            self.relation_probs_, self.positive_relations_ = relation_settings(cfg, hetero.relations, source)
+            if cfg.train.time_respecting:
+                raise InputError("train.time_respecting is not built for several relations yet; set "
+                                 "train.time_respecting: false")
+        else:
+            graph = self.graph_ = self._graph(interactions, group_col, item_col, time_col, source, weight_col)
+            self.relation_probs_ = self.positive_relations_ = None
         self.item_ids_ = graph.item_ids
         self.features_, self.feature_encoder_ = fit_node_inputs(graph, cfg.model, cfg.train.seed, item_features,
                                                                 item_key)
@@ -206,14 +231,29 @@ class PinSageEmbedder:
         say = log.info if rank == 0 else log.debug
         say("graph: %d items, %d groups, %d edges%s", graph.num_items, graph.num_groups, graph.num_edges,
             f" (+ {len(self.catalogue_ids_)} catalogue items)" if len(self.catalogue_ids_) else "")
-        self.sampler_ = ImportanceSampler.from_config(graph, cfg.sampler, seed=cfg.train.seed)
         t0 = time.perf_counter()
-        self.neighborhood_method_ = _neighborhood_method(graph, cfg.sampler)
-        self.neighborhoods_ = importance_neighborhoods(graph, cfg.sampler, seed=cfg.train.seed)
+        if hetero is None:
+            self.sampler_ = ImportanceSampler.from_config(graph, cfg.sampler, seed=cfg.train.seed)
+            self.neighborhood_method_ = _neighborhood_method(graph, cfg.sampler)
+            self.neighborhoods_ = importance_neighborhoods(graph, cfg.sampler, seed=cfg.train.seed)
+        else:
+            say("relations %s: walk mix %s, positive pairs %s", list(hetero.relations),
+                {r: round(p, 4) for r, p in self.relation_probs_.items()},
+                {r: round(w, 4) for r, w in self.positive_relations_.items() if w > 0})
+            self.sampler_ = mixed_sampler(hetero, cfg.sampler, self.relation_probs_, seed=cfg.train.seed)
+            self.neighborhood_method_ = mixed_method(hetero, cfg.sampler)
+            self.neighborhoods_ = mixed_neighborhoods(hetero, cfg.sampler, self.relation_probs_, seed=cfg.train.seed)
         self.timings_ = {"neighborhoods_s": time.perf_counter() - t0}
         say("importance neighbourhoods (%s) in %.1f s", self.neighborhood_method_, self.timings_["neighborhoods_s"])
         t0 = time.perf_counter()
-        data = TrainingData.build(graph, cfg.train, rng, self.neighborhoods_, source)
+        if hetero is None:
+            data = TrainingData.build(graph, cfg.train, rng, self.neighborhoods_, source)
+        else:
+            probs = self.relation_probs_
+            data = TrainingData.build(
+                graph, cfg.train, rng, merge_tables(self.neighborhoods_), source,
+                pair_graphs={r: (hetero.relation(r), w) for r, w in self.positive_relations_.items() if w > 0},
+                hard_walker=lambda window: mixed_window_sampler(hetero, probs, window, seed=cfg.train.seed))
         self.timings_["pairs_negatives_s"] = time.perf_counter() - t0
         self.positive_pairs_ = len(data.pairs)
         say("%d positive pairs and the hard negatives in %.1f s", self.positive_pairs_, self.timings_["pairs_negatives_s"])
@@ -255,7 +295,8 @@ class PinSageEmbedder:
             if epoch_loader is not None:
                 epoch_loader.start()
             self.model_ = PinSage.from_settings(graph.num_items, feature_dim, cfg.model,
-                                                sparse=self._sparse_ids(graph.num_items, world))
+                                                sparse=self._sparse_ids(graph.num_items, world),
+                                                relations=self._model_relations())
             t0 = time.perf_counter()
             with _work_directory(work_dir) as wd, _cores_left_to_workers(device, workers):
                 self.train_steps_ = len(dataset(1))
@@ -299,6 +340,30 @@ class PinSageEmbedder:
             self.catalogue_features_ = catalogue_node_inputs(graph, self.config_.model, self.feature_encoder_,
                                                              item_features, new)
 
+    def _model_relations(self) -> list[str] | None:
+        """The relations of per-relation model layers: those the walks step (``sampler.merge_relations: false``
+        over several relations), else None (one neighbourhood table, the homogeneous model)."""
+        if getattr(self, "hetero_graph_", None) is None or self.config_.sampler.merge_relations:
+            return None
+        return [r for r, p in self.relation_probs_.items() if p > 0]
+
+    @staticmethod
+    def _hetero(interactions: Any, group_col: Any, item_col: Any, time_col: Any, weight_col: Any,
+                node_types: dict[str, str] | None) -> HeteroGraph | None:
+        """The graph of several relations given as a dict of DataFrames or a HeteroGraph; None for one table."""
+        if isinstance(interactions, HeteroGraph):
+            return interactions
+        if isinstance(interactions, dict):
+            if group_col is None or item_col is None:
+                raise InputError("several relations: group_col (the other node's column) and item_col are required, "
+                                 "one name for every relation or a dict relation -> column")
+            return HeteroGraph.from_pandas(interactions, other_col=group_col, item_col=item_col, time_col=time_col,
+                                           weight_col=weight_col, node_types=node_types)
+        if node_types is not None:
+            raise InputError("node_types names the other node types of several relations: give a dict "
+                             "{relation: DataFrame} or a HeteroGraph")
+        return None
+
     @staticmethod
     def _graph(interactions: pd.DataFrame | InteractionGraph, group_col: str | None, item_col: str | None,
                time_col: str | None, source: str, weight_col: str | None = None) -> InteractionGraph:
@@ -313,8 +378,11 @@ class PinSageEmbedder:
         """What a checkpoint must match to be resumed (extending a finished run with more epochs is allowed)."""
         sig_cfg = self.config_.to_dict()
         sig_cfg["train"].pop("epochs")
-        return {"num_items": graph.num_items, "num_groups": graph.num_groups, "num_edges": graph.num_edges,
-                "feature_dim": feature_dim, "config": sig_cfg}
+        sig = {"num_items": graph.num_items, "num_groups": graph.num_groups, "num_edges": graph.num_edges,
+               "feature_dim": feature_dim, "config": sig_cfg}
+        if getattr(self, "hetero_graph_", None) is not None:
+            sig["relations"] = list(self.hetero_graph_.relations)
+        return sig
 
     def _sparse_ids(self, num_items: int, world: int) -> bool:
         """Sparse id-embedding gradients (optimised by SparseAdam) from ``model.sparse_id_min_items``
@@ -421,7 +489,8 @@ class PinSageEmbedder:
         run.write_embeddings(self.item_embeddings_, self.item_ids_)
         run.write_config(self.config_)
         run.write_model(self.model_)
-        run.write_graph(self.graph_)
+        hetero = getattr(self, "hetero_graph_", None)
+        run.write_graph(hetero if hetero is not None else self.graph_)
         run.write_neighborhoods(self.neighborhoods_)
         if self.features_ is not None:
             run.write_item_features(self.features_)
@@ -438,8 +507,18 @@ class PinSageEmbedder:
                         "steps_per_epoch": steps,
                         "pairs_per_epoch": steps * self.config_.train.batch_size if steps is not None else None,
                         "trained_at": getattr(self, "trained_at_", None) or _utc_now(),
-                        **(extra or {})})
+                        **self._relations_meta(), **(extra or {})})
         return run
+
+    def _relations_meta(self) -> dict[str, Any]:
+        """run.json's record of a run over several relations (nothing for one table)."""
+        hetero = getattr(self, "hetero_graph_", None)
+        if hetero is None:
+            return {}
+        return {"relations": {r: {"node_type": hetero.node_types[r], "num_edges": hetero.relation(r).num_edges,
+                                  "step_probability": self.relation_probs_[r],
+                                  "positive_weight": self.positive_relations_[r]} for r in hetero.relations},
+                "merge_relations": self.config_.sampler.merge_relations}
 
     #: the name of :meth:`save` before the run module existed
     save_outputs = save
@@ -452,7 +531,11 @@ class PinSageEmbedder:
         self.config_ = self.config
         self.item_embeddings_, self.item_ids_ = run.embeddings_and_ids()
         self.model_ = run.model()
-        self.graph_ = run.graph()
+        graph = run.graph()
+        self.hetero_graph_ = graph if isinstance(graph, HeteroGraph) else None
+        self.graph_ = graph.merged_graph() if isinstance(graph, HeteroGraph) else graph
+        if self.hetero_graph_ is not None:
+            self.relation_probs_, self.positive_relations_ = relation_settings(self.config_, graph.relations)
         self.neighborhoods_ = run.neighborhoods()
         self.features_ = run.item_features()
         self.feature_encoder_ = run.feature_encoder()

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Callable, Optional, Union
+from typing import Callable, Mapping, Optional, Union
 
 import numpy as np
 import torch
@@ -89,10 +89,56 @@ def _table(rows: int, cols: int, dtype: torch.dtype, device: torch.device, scrat
     return torch.from_numpy(arr)
 
 
+def _embed_all_relational(model: PinSage, tables: Mapping[str, Neighborhoods], features: Features, chunk_size: int,
+                          device: torch.device, rank: int, world_size: int) -> Tensor:
+    r""":func:`embed_all` for a model with per-relation layers (``model.relations``): per layer, every
+    relation's :math:`\mathbf{M}^{(k)}_r` table once per node, then per chunk each relation's pooled update and
+    their combination (:meth:`~pinsage.nn.RelationalPinSageConv.mix`). ``tables``: relation -> neighbourhoods
+    of all ``N`` items (relations left out have no neighbours). Returns ``(N, out_channels)``."""
+    unknown = set(tables) - set(model.relations)
+    if unknown:
+        raise ValueError(f"neighbourhoods of relations {sorted(unknown)} the model does not have {model.relations}")
+    n = next(iter(tables.values())).num_nodes
+    if features is not None and features.shape[0] != n:
+        raise ValueError(f"features has {features.shape[0]} rows, neighbourhoods {n}")
+    shard_size = -(-n // world_size)
+    lo, hi = min(rank * shard_size, n), min((rank + 1) * shard_size, n)
+    dtype = model.input_proj.weight.dtype
+    h = torch.cat([model.encode(torch.arange(s, min(s + chunk_size, hi), device=device),
+                                _rows(features, slice(s, min(s + chunk_size, hi)), device))
+                   for s in range(lo, hi, chunk_size)]) if hi > lo else \
+        torch.empty((0, model.hidden_channels), dtype=dtype, device=device)         # H^(0) of this shard
+    for conv in model.layers:
+        ms = []
+        for r_conv in conv.convs:
+            m = torch.cat([r_conv.project(h[s:s + chunk_size]) for s in range(0, hi - lo, chunk_size)]) \
+                if hi > lo else torch.empty((0, r_conv.hidden_channels), dtype=dtype, device=device)
+            ms.append(_all_gather_rows(m, n, shard_size, world_size) if world_size > 1 else m)
+        h_next = torch.empty((hi - lo, conv.out_channels), dtype=dtype, device=device)
+        for s in range(lo, hi, chunk_size):
+            e = min(s + chunk_size, hi)
+            zs, has = [], []
+            for name, r_conv, m in zip(conv.relations, conv.convs, ms):
+                if name in tables:
+                    ptr, idx, w = _csr_range(tables[name], s, e)
+                else:
+                    ptr, idx, w = np.zeros(e - s + 1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+                counts = torch.from_numpy(np.diff(ptr))
+                dst = torch.repeat_interleave(torch.arange(e - s), counts)
+                edge_index = torch.stack([torch.from_numpy(np.asarray(idx)).long(), dst]).to(device)
+                zs.append(r_conv.combine(m, h[s - lo:e - lo], edge_index, torch.from_numpy(np.asarray(w)).to(device)))
+                has.append((counts > 0).to(device))
+            h_next[s - lo:e - lo], _ = conv.mix(torch.stack(zs, dim=1), torch.stack(has, dim=1))
+        h = h_next
+    z = torch.cat([model.head(h[s:s + chunk_size]) for s in range(0, hi - lo, chunk_size)]) if hi > lo else \
+        torch.empty((0, model.out_channels), dtype=dtype, device=device)
+    return _all_gather_rows(z, n, shard_size, world_size) if world_size > 1 else z
+
+
 @torch.no_grad()
 def embed_all(
     model: PinSage,
-    neighborhoods: Neighborhoods,
+    neighborhoods: Union[Neighborhoods, Mapping[str, Neighborhoods]],
     features: Features = None,
     chunk_size: int = 8192,
     device: Union[str, torch.device] = "cpu",
@@ -106,7 +152,8 @@ def embed_all(
     Args:
         model: a trained :class:`~pinsage.nn.PinSage` (moved to ``device``; put
             in eval mode for the call, its training flag is restored after).
-        neighborhoods: fixed neighbourhoods of all ``N`` items (CSR).
+        neighborhoods: fixed neighbourhoods of all ``N`` items (CSR); for a model with per-relation layers
+            (``model.relations``) a dict relation -> neighbourhoods (``out`` and ``scratch_dir`` unsupported there).
         features: ``(N, feature_dim)`` content features (numpy array, possibly
             memory-mapped, or tensor), or ``None`` if the model has none.
         chunk_size: rows processed at a time (bounds the working memory).
@@ -133,6 +180,15 @@ def embed_all(
     model.eval()
     model.to(device)
     scratch_tmp = None
+    if getattr(model, "relations", None) is not None:
+        if out is not None or scratch_dir is not None:
+            raise ValueError("embed_all: out and scratch_dir are not supported for per-relation models")
+        if isinstance(neighborhoods, Neighborhoods):
+            raise ValueError("embed_all: a model with per-relation layers needs a dict relation -> neighbourhoods")
+        try:
+            return _embed_all_relational(model, neighborhoods, features, chunk_size, device, rank, world_size)
+        finally:
+            model.train(was_training)
     try:
         n = neighborhoods.num_nodes
         if features is not None and features.shape[0] != n:

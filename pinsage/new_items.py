@@ -17,6 +17,7 @@ import torch
 from pinsage.inference import embed_all
 from pinsage.nn.model import PinSage
 from pinsage.sampling.blocks import Neighborhoods
+from pinsage.sampling.relations import RelationNeighborhoods, num_nodes_of, with_isolated_rows
 
 __all__ = ["model_for_catalogue", "with_isolated_items", "embed_with_new_items"]
 
@@ -54,7 +55,7 @@ def with_isolated_items(neighborhoods: Neighborhoods, n_new: int) -> Neighborhoo
     return Neighborhoods(indptr, nb.indices, nb.weights)
 
 
-def embed_with_new_items(model: PinSage, neighborhoods: Neighborhoods, features: np.ndarray | None,
+def embed_with_new_items(model: PinSage, neighborhoods: RelationNeighborhoods, features: np.ndarray | None,
                          new_features: np.ndarray, chunk_size: int = 8192,
                          device: str | torch.device = "cpu") -> np.ndarray:
     """Embeddings of the trained catalogue followed by ``m`` new items without interactions.
@@ -62,11 +63,12 @@ def embed_with_new_items(model: PinSage, neighborhoods: Neighborhoods, features:
     Shapes:
         ``features``: ``(n, f)`` node inputs of the trained items; ``new_features``: ``(m, f)``;
         returns ``(n + m, d)`` float32. The trained items' rows equal the model's embeddings of them
-        (no trained item has a new item in its neighbourhood).
+        (no trained item has a new item in its neighbourhood). ``neighborhoods``: one table, or one per
+        relation for a model with per-relation layers.
     """
-    n, m = neighborhoods.num_nodes, len(new_features)
+    n, m = num_nodes_of(neighborhoods), len(new_features)
     model_ext = model_for_catalogue(model, np.concatenate([np.arange(n), np.full(m, -1)]))
     inputs = new_features if features is None else np.concatenate([np.asarray(features), new_features], 0)
-    z = embed_all(model_ext, with_isolated_items(neighborhoods, m), np.ascontiguousarray(inputs, dtype=np.float32),
+    z = embed_all(model_ext, with_isolated_rows(neighborhoods, m), np.ascontiguousarray(inputs, dtype=np.float32),
                   chunk_size=chunk_size, device=device)
     return np.asarray(z.cpu().numpy(), dtype=np.float32)

@@ -12,8 +12,10 @@ file                        content
 ``model.pt``                ``{"state_dict": tensors, "kwargs": PinSage.get_config()}``
 ``run.json``                metadata: counts, columns, input paths and checksums, versions, timings
 ``README.md``               the model card (:mod:`pinsage.card`): sizes, settings, inputs, evaluation
-``graph/``                  the training graph (:meth:`pinsage.InteractionGraph.save`)
-``neighborhoods.npz``       the importance neighbourhoods used for the final embeddings
+``graph/``                  the training graph (:meth:`pinsage.InteractionGraph.save`; several relations:
+                            :meth:`pinsage.graph.HeteroGraph.save`, with ``graph/hetero.json``)
+``neighborhoods.npz``       the importance neighbourhoods used for the final embeddings (per relation
+                            with ``sampler.merge_relations: false``)
 ``item_features.npy``       the node inputs (content | spectral | log degree), when any
 ``feature_encoder.json``    the fitted content encoder, when the run had item features
 ``train_log.jsonl``         one JSON line per logged step and epoch
@@ -293,29 +295,49 @@ class RunDir:
 
     # ----------------------------------------------------------- graph, neighbourhoods, inputs
     def graph(self):
-        from pinsage.graph import InteractionGraph
+        """The training graph: an :class:`~pinsage.InteractionGraph`, or a :class:`~pinsage.graph.HeteroGraph`
+        for a run over several relations (``graph/hetero.json``)."""
+        from pinsage.graph import HeteroGraph, InteractionGraph
 
         self.verify("graph")
+        if (self.file("graph") / "hetero.json").exists():
+            return HeteroGraph.load(self.file("graph"))
         return InteractionGraph.load(self.file("graph"))
 
     def write_graph(self, graph) -> None:
+        """Save ``graph`` (either kind; both write a directory of ``.npy`` files and JSON, nothing pickled)."""
         graph.save(self.file("graph"))
 
     def neighborhoods(self):
+        """The saved neighbourhoods: one :class:`~pinsage.sampling.Neighborhoods`, or a dict relation -> table
+        for a run with per-relation neighbourhoods (``sampler.merge_relations: false``)."""
         from pinsage.sampling.blocks import Neighborhoods
 
         p = self.file("neighborhoods")
         self.verify("neighborhoods")
         try:
             with np.load(p, allow_pickle=False) as z:
+                if "relations" in z.files:
+                    names = [str(r) for r in z["relations"].tolist()]
+                    return {r: Neighborhoods(z[f"r{k}_indptr"], z[f"r{k}_indices"], z[f"r{k}_weights"])
+                            for k, r in enumerate(names)}
                 return Neighborhoods(z["indptr"], z["indices"], z["weights"])
         except (OSError, KeyError, ValueError) as exc:
             raise InputError(f"{p}: could not be read as neighbourhoods: {exc}") from exc
 
     def write_neighborhoods(self, nb) -> None:
+        """Write one table (``indptr``, ``indices``, ``weights``) or per-relation tables (``relations``, a
+        unicode array of the names, and ``r{k}_indptr`` ... for relation ``k``); no object arrays."""
         with atomic_path(self.file("neighborhoods")) as tmp:
             with open(tmp, "wb") as f:
-                np.savez(f, indptr=nb.indptr, indices=nb.indices, weights=nb.weights)
+                if isinstance(nb, dict):
+                    arrays = {"relations": np.array(list(nb), dtype=str)}
+                    for k, t in enumerate(nb.values()):
+                        arrays.update({f"r{k}_indptr": t.indptr, f"r{k}_indices": t.indices,
+                                       f"r{k}_weights": t.weights})
+                    np.savez(f, **arrays)
+                else:
+                    np.savez(f, indptr=nb.indptr, indices=nb.indices, weights=nb.weights)
 
     def item_features(self, mmap: bool = True) -> np.ndarray | None:
         """The saved node inputs (memory-mapped by default), or None when the run has none."""

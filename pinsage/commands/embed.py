@@ -54,11 +54,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("embed", help="embed the items of a new/changed interactions file with a trained run",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True, metavar="DIR", help="run directory written by `pinsage train`")
-    p.add_argument("--interactions", required=True,
-                   help="CSV or Parquet file of (user/board, item[, time]) rows (- reads standard input)")
-    p.add_argument("--user-col", default=None, help="column of the groups (default: the run's)")
-    p.add_argument("--item-col", default=None, help="column of the items (default: the run's)")
-    p.add_argument("--time-col", default=None, help="column of interaction times (default: the run's, if present)")
+    p.add_argument("--interactions", required=True, action="append", metavar="FILE[:RELATION]",
+                   help="CSV or Parquet file of (user/board, item[, time]) rows (- reads standard input); a run "
+                        "over several relations: one FILE:RELATION per relation of the run")
+    p.add_argument("--user-col", default=None, action="append", metavar="[RELATION=]COL",
+                   help="column of the groups (default: the run's)")
+    p.add_argument("--item-col", default=None, action="append", metavar="[RELATION=]COL",
+                   help="column of the items (default: the run's)")
+    p.add_argument("--time-col", default=None, action="append", metavar="[RELATION=]COL",
+                   help="column of interaction times (default: the run's, if present)")
     p.add_argument("--item-features", default=None,
                    help="CSV or Parquet file of item features (default: the run's features file; "
                         "- reads standard input)")
@@ -102,10 +106,18 @@ def run(args: argparse.Namespace) -> int:
     from pinsage.nn.model import PinSage
     from pinsage.sampling import importance_neighborhoods
 
+    from pinsage.graph.relation_files import single_table_options
+
     run = RunDir.open(args.run, require=REQUIRED)
     run_dir = run.path
     meta = run.meta()
     out = check_out(Path(args.out), overwrite=args.overwrite)
+    single = single_table_options(args)
+    if isinstance(meta.get("relations"), dict):
+        return run_relations(args, run, meta, out)
+    if not single:
+        raise InputError(f"--run {run_dir}: the run was trained on one table; give one --interactions FILE "
+                         f"(no :RELATION)")
     if args.item_features and not (args.item_key or meta.get("item_key")):
         raise InputError("--item-features needs --item-key (the column holding item ids)")
     if is_stdin(args.interactions) and is_stdin(args.item_features):
@@ -205,4 +217,124 @@ def run(args: argparse.Namespace) -> int:
         result.record_checksums()
     log.info("%d items (%d not in the run's training catalogue), %d groups, %d edges; wrote %s/%s %s and %s",
              graph.num_items, n_new, graph.num_groups, graph.num_edges, out, FILES["embeddings"], z.shape, FILES["ids"])
+    return 0
+
+
+def _node_inputs(run: RunDir, args: argparse.Namespace, meta: dict, cfg, graph, known_rows, nb):
+    """The node inputs of ``graph`` in the run's layout (content from the run's encoder, log degree and
+    structural inputs rebuilt), or None; InputError when their width is not the model's."""
+    from pinsage.features import rebuild_node_inputs
+
+    encoder = run.feature_encoder()
+    feats = None
+    if encoder is not None:
+        if args.item_features:
+            feat_path = Path(args.item_features)
+        else:
+            try:
+                feat_path = run.resolve(meta.get("item_features"))
+            except InputError as exc:
+                raise InputError(f"{exc}; give --item-features") from exc
+            if feat_path is None:
+                raise InputError(f"--run {run.path}: the model uses item content features and the run "
+                                 "holds no copy of its features file; give --item-features")
+            run.verify("inputs")
+        key = args.item_key or meta.get("item_key") or encoder.key
+        if is_stdin(args.item_features):
+            feats = read_table(STDIN, columns=[key], data=read_stdin(f"--item-features {STDIN}"),
+                               label=stdin_label("--item-features"))
+        else:
+            feats = read_table(feat_path, columns=[key])
+        if key != encoder.key:
+            feats = feats.drop(columns=[encoder.key], errors="ignore").rename(columns={key: encoder.key})
+    return rebuild_node_inputs(graph, cfg.model, encoder, feats, run.item_features(), known_rows, nb)
+
+
+def run_relations(args: argparse.Namespace, run: RunDir, meta: dict, out: Path) -> int:
+    """``pinsage embed`` for a run over several relations: the new files (one ``FILE:RELATION`` per relation of
+    the run; the columns default to the run's per relation) make a new :class:`~pinsage.graph.HeteroGraph`, whose
+    items are embedded over the mixed walk's neighbourhoods (merged or per relation, as in training)."""
+    import torch
+
+    from pinsage.config import relation_settings
+    from pinsage.graph.relation_files import column_options, relation_columns, relations_graph, split_relation
+    from pinsage.inference import embed_all
+    from pinsage.new_items import model_for_catalogue
+    from pinsage.nn.model import PinSage
+    from pinsage.sampling.relations import merge_tables, mixed_neighborhoods
+
+    run_dir = run.path
+    trained_relations = list(meta["relations"])
+    if args.as_of is not None:
+        raise InputError("--as-of is not built for runs over several relations yet")
+    specs = [split_relation(v) for v in (args.interactions if isinstance(args.interactions, list)
+                                         else [args.interactions])]
+    unnamed = [f for f, r in specs if r is None]
+    if unnamed:
+        raise InputError(f"--interactions {unnamed[0]}: the run {run_dir} has relations {trained_relations}; "
+                         f"give one --interactions FILE:RELATION per relation")
+    names = [r for _, r in specs]
+    if sorted(names) != sorted(trained_relations) or len(set(names)) != len(names):
+        raise InputError(f"--interactions names relations {names}; the run {run_dir} was trained on "
+                         f"{trained_relations}: give each of them once (new relations need a new run)")
+    if sum(is_stdin(f) for f, _ in specs) + is_stdin(args.item_features) > 1:
+        raise InputError("standard input (-) holds one file; give the others as paths")
+    if args.item_features and not (args.item_key or meta.get("item_key")):
+        raise InputError("--item-features needs --item-key (the column holding item ids)")
+    cfg = run.config()
+    tables, sums = {}, {}
+    for f, r in sorted(specs, key=lambda s: trained_relations.index(s[1])):  # the run's relation order
+        data = read_stdin(f"--interactions {STDIN}") if is_stdin(f) else None
+        label = stdin_label("--interactions") if data is not None else str(f)
+        tables[r] = (label, read_table(f, data=data, label=label))
+        sums[r] = sha256_bytes(data) if data is not None else sha256_file(f)
+
+    def options(key: str, given) -> list[str]:
+        """The run's per-relation columns, overridden by the command line's (plain or RELATION=)."""
+        recorded = meta.get(key) if isinstance(meta.get(key), dict) else {}
+        plain, per = column_options(given, trained_relations, "--" + key.replace("_", "-"))
+        out = {r: recorded.get(r) for r in trained_relations}
+        if plain is not None:
+            out = {r: plain for r in trained_relations}
+        out.update(per)
+        return [f"{r}={c or ''}" for r, c in out.items()]
+
+    weights = options("weight_col", None) if cfg.sampler.weighted else None
+    columns = relation_columns(tables, options("user_col", args.user_col), options("item_col", args.item_col),
+                               options("time_col", args.time_col), weights)
+    hetero = relations_graph(tables, columns)
+    graph = hetero.merged_graph()
+    probs, _ = relation_settings(cfg, hetero.relations, source=str(run_dir / "config.yaml"))
+    nb = mixed_neighborhoods(hetero, cfg.sampler, probs, seed=cfg.train.seed)
+    kwargs, state = run.model_config_and_state()
+    new_ids = np.asarray(hetero.item_ids)
+    known_rows = positions(new_ids, run.ids())
+    known_rows[known_rows >= int(kwargs["num_items"])] = -1
+    features = _node_inputs(run, args, meta, cfg, graph, known_rows, merge_tables(nb))
+    got = 0 if features is None else features.shape[1]
+    if got != int(kwargs.get("feature_dim", 0)):
+        raise InputError(f"--run {run_dir}: rebuilt node inputs have {got} columns but the model expects "
+                         f"{kwargs.get('feature_dim', 0)}; the run's feature encoder/config and model.pt disagree")
+    trained = PinSage.from_config(kwargs)
+    trained.load_state_dict(state)
+    model = model_for_catalogue(trained, known_rows)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    try:
+        device = torch.device(device)
+    except RuntimeError as exc:
+        raise InputError(f"--device {args.device!r}: {exc}") from exc
+    z = embed_all(model, nb, features, device=device).cpu().numpy().astype(np.float32)
+    n_new = int((known_rows < 0).sum())
+    with atomic_dir(out) as tmp:
+        result = RunDir(tmp)
+        result.write_embeddings(z, new_ids)
+        result.write_meta({"embedded_by": "pinsage embed", "run": str(run_dir.resolve()),
+                           "interactions": {r: STDIN if is_stdin(f) else str(Path(f).resolve()) for f, r in specs},
+                           "interactions_sha256": sums, "as_of": None, "num_items": hetero.num_items,
+                           "num_new_items": n_new, "num_groups": graph.num_groups, "num_edges": hetero.num_edges,
+                           "relations": list(hetero.relations)})
+        result.record_checksums()
+    log.info("%d items (%d not in the run's training catalogue), relations %s, %d edges; wrote %s/%s %s and %s",
+             hetero.num_items, n_new, list(hetero.relations), hetero.num_edges, out, FILES["embeddings"], z.shape,
+             FILES["ids"])
     return 0

@@ -30,14 +30,22 @@ log = logging.getLogger(__name__)
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train PinSage on an interactions file and write a run directory",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--interactions", required=True,
-                   help="CSV or Parquet file of (user/board, item[, time]) rows (- reads standard input)")
-    p.add_argument("--user-col", required=True, help="column of the groups: users or boards")
-    p.add_argument("--item-col", required=True, help="column of the items")
-    p.add_argument("--time-col", default=None, help="column of interaction times (numbers or datetimes)")
-    p.add_argument("--weight-col", default=None,
+    p.add_argument("--interactions", required=True, action="append", metavar="FILE[:RELATION]",
+                   help="CSV or Parquet file of (user/board, item[, time]) rows (- reads standard input); repeat "
+                        "as FILE:RELATION for several relations (e.g. --interactions clicks.csv:click "
+                        "--interactions tags.csv:tag)")
+    p.add_argument("--user-col", required=True, action="append", metavar="[RELATION=]COL",
+                   help="column of the groups: users or boards (several relations: the other node's column; "
+                        "RELATION=COL for one relation)")
+    p.add_argument("--item-col", required=True, action="append", metavar="[RELATION=]COL",
+                   help="column of the items (RELATION=COL for one relation)")
+    p.add_argument("--time-col", default=None, action="append", metavar="[RELATION=]COL",
+                   help="column of interaction times (numbers or datetimes); several relations: every file "
+                        "that has it, RELATION=COL for one, RELATION= for none")
+    p.add_argument("--weight-col", default=None, action="append", metavar="[RELATION=]COL",
                    help="column of non-negative edge weights (ratings, play counts, dwell time): walks step "
-                        "in proportion to them (sets sampler.weighted; decay: sampler.weight_half_life)")
+                        "in proportion to them (sets sampler.weighted; decay: sampler.weight_half_life); "
+                        "several relations as --time-col")
     p.add_argument("--item-features", default=None,
                    help="CSV or Parquet file of item features (- reads standard input)")
     p.add_argument("--item-key", default=None, help="column of --item-features holding the item ids")
@@ -99,6 +107,10 @@ def run(args: argparse.Namespace) -> int:
     from pinsage.config import PinSageConfig
     from pinsage.estimator import PinSageEmbedder
 
+    from pinsage.graph.relation_files import single_table_options
+
+    if not single_table_options(args):
+        return run_relations(args)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a directory")
@@ -185,6 +197,85 @@ def run(args: argparse.Namespace) -> int:
     if distributed:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
+    return 0
+
+
+def run_relations(args: argparse.Namespace) -> int:
+    """``pinsage train`` over several relations (``--interactions FILE:RELATION`` repeated): one process (data
+    parallel training is for one table), the same run directory, the graph saved as a HeteroGraph."""
+    import torch
+
+    from pinsage.config import PinSageConfig
+    from pinsage.estimator import PinSageEmbedder
+    from pinsage.graph.relation_files import relation_columns, relations_graph, split_relation
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a directory")
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        what = "holds another run" if RunDir(out).holds_run() else "is not empty"
+        raise InputError(f"--out {out}: {what}; pass --overwrite to replace it or choose another directory")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise InputError("several relations (--interactions FILE:RELATION) train in one process; data-parallel "
+                         "training (torchrun) is for one table")
+    if args.item_features and not args.item_key:
+        raise InputError("--item-features needs --item-key (the column holding item ids)")
+    specs = [split_relation(v) for v in args.interactions]
+    if sum(is_stdin(f) for f, _ in specs) + is_stdin(args.item_features) > 1:
+        raise InputError("standard input (-) holds one file; give the others as paths")
+    if getattr(args, "plots", False):
+        _check_plot_deps()
+    cfg = PinSageConfig.from_yaml(args.config) if args.config else PinSageConfig()
+    if args.epochs is not None:
+        cfg = cfg.override(train__epochs=args.epochs)
+    if args.seed is not None:
+        cfg = cfg.override(train__seed=args.seed)
+    inputs = {r: _Input(f"--interactions {f}:{r}" if is_stdin(f) else "--interactions", f) for f, r in specs}
+    tables = {r: (inp.source, inp.table) for r, inp in inputs.items()}
+    columns = relation_columns(tables, args.user_col, args.item_col, args.time_col, args.weight_col)
+    graph = relations_graph(tables, columns)
+    for inp in inputs.values():
+        inp.table = inp.data = None
+    features_input = _Input("--item-features", args.item_features) if args.item_features else None
+    feats = features_input.table if features_input is not None else None
+    if feats is not None and args.item_key not in feats.columns:
+        raise InputError(f"{features_input.source}: --item-key column {args.item_key!r} not found; "
+                         f"columns are {list(feats.columns)}")
+    weights = {r: c["weight_col"] for r, c in columns.items() if c["weight_col"]}
+    work = partial_dir(out)
+    if work.exists() and not args.resume:
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = PinSageEmbedder(cfg, device=device, progress=not args.quiet and sys.stderr.isatty())
+    try:
+        model.fit(graph, item_features=feats, item_key=args.item_key, work_dir=work, resume=args.resume,
+                  source=", ".join(inp.source for inp in inputs.values()), weight_col=weights or None)
+    except InputError:
+        if not (work / "checkpoint.pt").exists():
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    features_copy = None
+    if features_input is not None:
+        features_copy = RunDir(work).copy_input(args.item_features, "item_features", data=features_input.data)
+    per = {k: {r: c[k] for r, c in columns.items()} for k in ("user_col", "item_col", "time_col", "weight_col")}
+    model.save(work, extra={
+        "interactions": {r: inp.path for r, inp in inputs.items()},
+        "interactions_sha256": {r: inp.sha256 for r, inp in inputs.items()},
+        **per, "item_features": features_copy, "item_key": args.item_key,
+        "item_features_source": features_input.path if features_input is not None else None, "world_size": 1,
+        "command": _command_line(args),
+        "item_features_sha256": features_input.sha256 if features_input is not None else None,
+    })
+    if getattr(args, "plots", False):
+        write_plots(model, work)
+    write_card(work, out)
+    RunDir(work).record_checksums()
+    replace_dir(work, out)
+    t = model.timings_
+    log.info("%d items, relations %s, %d edges; trained %d epochs in %.0f s (total %.0f s); wrote %s",
+             model.graph_.num_items, list(graph.relations), graph.num_edges, cfg.train.epochs, t["train_s"],
+             t["total_s"], out)
     return 0
 
 

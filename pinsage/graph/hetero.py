@@ -234,6 +234,30 @@ class HeteroGraph:
                              f"InteractionGraph; pick one with relation(name)")
         return self.relation(self._relations[0])
 
+    def merged_graph(self) -> InteractionGraph:
+        """Every relation in one :class:`~pinsage.graph.InteractionGraph` whose groups are the other nodes of
+        every relation, kept apart per relation (group ids ``"relation:node id"`` strings): the structure
+        behind a run's node inputs (log degree over all relations, the spectral inputs of the stacked
+        ``(sum_r G_r, N)`` adjacency). Edge weights and times are left out. A one-relation graph returns its
+        relation (:meth:`as_interaction_graph`), ids and all. Built once and cached."""
+        if self.num_relations == 1:
+            return self.as_interaction_graph()
+        cached = self._views.get("\0merged")
+        if cached is not None:
+            return cached
+        groups, items, ids, base = [], [], [], 0
+        for n in self._relations:
+            g = self.relation(n)
+            groups.append(g.edge_groups().astype(np.int64) + base)
+            items.append(np.asarray(g.group_items, dtype=np.int64))
+            ids.append(np.array([f"{n}:{x}" for x in np.asarray(g.group_ids).tolist()], dtype=object))
+            base += g.num_groups
+        merged = InteractionGraph.from_edges(np.concatenate(groups), np.concatenate(items), num_groups=base,
+                                             num_items=self.num_items, item_ids=self.item_ids,
+                                             group_ids=np.concatenate(ids))
+        self._views["\0merged"] = merged
+        return merged
+
     def item_index(self, original_ids: Iterable[Hashable] | np.ndarray, missing: str = "raise") -> np.ndarray:
         """Dense indices ``(n,)`` int64 of original item ids (see :meth:`InteractionGraph.item_index`)."""
         if self._item_lookup is None:

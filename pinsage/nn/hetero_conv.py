@@ -142,9 +142,17 @@ class RelationalPinSageConv(nn.Module):
                        torch.zeros(n_dst, dtype=torch.bool, device=device))
         z = torch.stack(outs, dim=1)                                   # (n_dst, R, F_out)
         mask = torch.stack(has, dim=1)                                 # (n_dst, R)
+        h, alpha = self.mix(z, mask)
+        return (h, alpha) if return_attention else h
+
+    def mix(self, z: Tensor, mask: Tensor) -> Tuple[Tensor, Tensor]:
+        r"""Combine per-relation outputs ``z`` ``(n, R, F_out)`` where ``mask`` ``(n, R)`` marks the relations in
+        which each node has neighbours (a node with none anywhere uses all relations): ``(h (n, F_out), alpha
+        (n, R))``, ``h`` L2-normalised when ``normalize``. :meth:`forward`'s last step, exposed for layer-wise
+        full-graph inference."""
         mask = mask | ~mask.any(dim=1, keepdim=True)                   # no neighbour anywhere: all relations
         if self.combine == "attention":
-            score = torch.tanh(self.att_lin(z)) @ self.att_vec         # (n_dst, R)
+            score = torch.tanh(self.att_lin(z)) @ self.att_vec         # (n, R)
             alpha = torch.softmax(score.masked_fill(~mask, float("-inf")), dim=1)
         else:
             alpha = mask.to(z.dtype)
@@ -153,7 +161,11 @@ class RelationalPinSageConv(nn.Module):
         h = (alpha.unsqueeze(-1) * z).sum(dim=1)
         if self.normalize:
             h = F.normalize(h, p=2.0, dim=-1)
-        return (h, alpha) if return_attention else h
+        return h, alpha
+
+    @property
+    def hidden_channels(self) -> int:
+        return self.convs[0].hidden_channels
 
     def __repr__(self) -> str:
         c = self.convs[0]

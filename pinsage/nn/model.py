@@ -1,14 +1,16 @@
 r"""The PinSage model: input encoder, K importance convolutions, and the G1/G2 head."""
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pinsage.sampling.blocks import Block
+from pinsage.sampling.hetero_blocks import RelationalBlock
 from pinsage.nn.conv import ImportanceConv
+from pinsage.nn.hetero_conv import RelationalPinSageConv
 
 __all__ = ["PinSage"]
 
@@ -83,6 +85,15 @@ class PinSage(nn.Module):
         sparse: make the id embedding produce sparse gradients (for large
             catalogues; optimise ``model.id_embedding`` with e.g.
             :class:`torch.optim.SparseAdam` and the rest with a dense optimiser).
+        relations: several relations with per-relation neighbourhoods
+            (``sampler.merge_relations: false``): the relation names; every layer is then a
+            :class:`~pinsage.nn.RelationalPinSageConv` (own :math:`\mathbf{Q}_r, \mathbf{W}_r` per
+            relation) over :class:`~pinsage.sampling.RelationalBlock` s. ``None`` (default): one
+            neighbourhood, :class:`ImportanceConv` layers over :class:`~pinsage.sampling.Block` s. With
+            one relation and ``combine`` sum or mean the outputs equal the ``None`` model's with the
+            same weights (relation ``r``'s convolution holding the plain layer's).
+        relation_combine: how a relational layer combines its relations: ``"sum"``, ``"mean"``,
+            ``"attention"``.
 
     Shapes:
         - **forward input:** ``blocks`` (``K`` :class:`~pinsage.sampling.blocks.Block`),
@@ -104,6 +115,8 @@ class PinSage(nn.Module):
         sparse: bool = False,
         magnitude: bool = False,
         id_dropout: float = 0.0,
+        relations: Optional[Sequence[str]] = None,
+        relation_combine: str = "mean",
     ) -> None:
         super().__init__()
         if feature_dim < 0 or id_dim < 0:
@@ -132,10 +145,19 @@ class PinSage(nn.Module):
             nn.Embedding(num_items, id_dim, sparse=sparse) if id_dim > 0 else None
         )
         self.input_proj = nn.Linear(feature_dim + id_dim, hidden_channels)
-        self.convs = nn.ModuleList(
-            ImportanceConv(hidden_channels, hidden_channels, hidden_channels, aggr=aggr, normalize=True)
-            for _ in range(num_layers)
-        )
+        self.relations = None if relations is None else [str(r) for r in relations]
+        self.relation_combine = relation_combine
+        if self.relations is None:
+            self.convs = nn.ModuleList(
+                ImportanceConv(hidden_channels, hidden_channels, hidden_channels, aggr=aggr, normalize=True)
+                for _ in range(num_layers)
+            )
+        else:
+            self.convs = nn.ModuleList(
+                RelationalPinSageConv(self.relations, hidden_channels, hidden_channels, hidden_channels, aggr=aggr,
+                                      combine=relation_combine, normalize=True)
+                for _ in range(num_layers)
+            )
         self.g1 = nn.Linear(hidden_channels, hidden_channels)
         self.g2 = nn.Linear(hidden_channels, out_channels)
         self.length: Optional[nn.Linear] = nn.Linear(hidden_channels, 1) if magnitude else None
@@ -151,24 +173,30 @@ class PinSage(nn.Module):
         cfg = {k: getattr(self, k) for k in self.CONFIG_KEYS}
         if not self.normalize_output:
             cfg["normalize_output"] = False
+        if self.relations is not None:
+            cfg["relations"] = list(self.relations)
+            cfg["relation_combine"] = self.relation_combine
         return cfg
 
     @classmethod
     def from_config(cls, config: dict, **overrides) -> "PinSage":
         """A fresh model from :meth:`get_config`'s output (``overrides`` replace entries, e.g. ``num_items``)."""
-        allowed = set(cls.CONFIG_KEYS) | {"normalize_output", "sparse"}
+        allowed = set(cls.CONFIG_KEYS) | {"normalize_output", "sparse", "relations", "relation_combine"}
         unknown = sorted(set(config) - allowed)
         if unknown:
             raise ValueError(f"PinSage.from_config: unknown key(s) {unknown}; known: {sorted(allowed)}")
         return cls(**{**config, **overrides})
 
     @classmethod
-    def from_settings(cls, num_items: int, feature_dim: int, settings, sparse: bool = False) -> "PinSage":
-        """The model a run's ``model`` settings (:class:`pinsage.config.ModelConfig`) describe."""
+    def from_settings(cls, num_items: int, feature_dim: int, settings, sparse: bool = False,
+                      relations: Optional[Sequence[str]] = None) -> "PinSage":
+        """The model a run's ``model`` settings (:class:`pinsage.config.ModelConfig`) describe; ``relations``:
+        per-relation layers over these relations (``model.relation_combine``), see the class doc."""
         m = settings
+        extra = {} if relations is None else {"relations": list(relations), "relation_combine": m.relation_combine}
         return cls(num_items, feature_dim=feature_dim, id_dim=m.id_dim, hidden_channels=m.hidden_channels,
                    out_channels=m.out_channels, num_layers=m.num_layers, aggr=m.aggr, dropout=m.dropout,
-                   magnitude=m.magnitude, sparse=sparse, id_dropout=m.id_dropout)
+                   magnitude=m.magnitude, sparse=sparse, id_dropout=m.id_dropout, **extra)
 
     def reset_parameters(self) -> None:
         if self.id_embedding is not None:
@@ -184,7 +212,7 @@ class PinSage(nn.Module):
 
     @property
     def layers(self) -> nn.ModuleList:
-        """The ``K`` :class:`ImportanceConv` layers, input -> output."""
+        """The ``K`` :class:`ImportanceConv` (or :class:`~pinsage.nn.RelationalPinSageConv`) layers, input -> output."""
         return self.convs
 
     @property
@@ -233,12 +261,13 @@ class PinSage(nn.Module):
             z = z * (2.0 * torch.sigmoid(self.length(h)))
         return z
 
-    def forward(self, blocks: List[Block], features: Optional[Tensor] = None) -> Tensor:
+    def forward(self, blocks: List[Union[Block, RelationalBlock]], features: Optional[Tensor] = None) -> Tensor:
         """Embed the seed items of a K-hop minibatch.
 
         Args:
             blocks: ``K`` blocks ordered input -> output (see :func:`~pinsage.sampling.blocks.build_blocks`),
-                on the model's device.
+                on the model's device; :class:`~pinsage.sampling.RelationalBlock` s
+                (:func:`~pinsage.sampling.build_relational_blocks`) for a model with ``relations``.
             features: ``(len(blocks[0].src_nodes), feature_dim)`` content features
                 already gathered for ``blocks[0].src_nodes``, or ``None``.
 
@@ -252,7 +281,10 @@ class PinSage(nn.Module):
             if h.size(0) != block.n_src:
                 raise ValueError(f"block has {block.n_src} source nodes but the input has {h.size(0)} rows")
             h = F.dropout(h, p=self.dropout, training=self.training)
-            h = conv((h, h[: block.n_dst]), block.edge_index, block.edge_weight)
+            if self.relations is None:
+                h = conv((h, h[: block.n_dst]), block.edge_index, block.edge_weight)
+            else:
+                h = conv(h, block.edge_index, block.edge_weight, size=(block.n_src, block.n_dst))
         return self.head(h)
 
     def extra_repr(self) -> str:

@@ -25,9 +25,9 @@ from pinsage.graph.weights import edge_walk_weights
 from pinsage.sampling.blocks import Neighborhoods
 
 if TYPE_CHECKING:
-    from pinsage.graph import InteractionGraph
+    from pinsage.graph import HeteroGraph, InteractionGraph
 
-__all__ = ["exact_neighborhoods", "exact_is_affordable", "EXACT_MAX_WORK"]
+__all__ = ["exact_neighborhoods", "exact_mixed_neighborhoods", "exact_is_affordable", "EXACT_MAX_WORK"]
 
 #: ``sampler.method: auto`` uses the exact expectation while ``num_items * num_edges`` stays under this:
 #: the cost is about ``2 * walk_length * num_items * num_edges`` multiply-adds (Gowalla-3k's 35k items
@@ -121,3 +121,98 @@ def exact_neighborhoods(graph: InteractionGraph, walk_length: int = 3, restart_p
         indptr[lo + 1:hi + 1] = total + np.cumsum(counts)
         total += m
     return Neighborhoods(indptr, shrink_rows(indices, total), shrink_rows(weights, total))
+
+
+def _top_rows(scores: np.ndarray, lo: int, T: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The top-``T`` columns of each row of ``scores`` ``(b, n)`` (rows are seeds ``lo..lo+b-1``, whose own
+    column is zeroed first): ``(indices (m,), weights (m,) float32 summing to 1 per row, counts (b,))`` in the
+    order of :func:`exact_neighborhoods` (decreasing score, ties by index; zero scores left out)."""
+    b, n = scores.shape
+    scores[np.arange(b), np.arange(lo, lo + b)] = 0.0
+    k = min(T, n - 1) if n > 1 else 0
+    if k == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(b, np.int64)
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    vals = np.take_along_axis(scores, top, 1)
+    order = np.lexsort((top, -vals), axis=1)
+    top = np.take_along_axis(top, order, 1)
+    vals = np.take_along_axis(vals, order, 1)
+    valid = vals > 0
+    row_sum = np.where(valid, vals, 0.0).sum(axis=1, keepdims=True)
+    w = (vals / np.maximum(row_sum, 1e-30)).astype(np.float32)
+    return top[valid], w[valid], valid.sum(axis=1)
+
+
+def exact_mixed_neighborhoods(graph: "HeteroGraph", relation_probs: dict[str, float] | None = None,
+                              walk_length: int = 3, restart_prob: float = 0.5, num_neighbors: int = 50,
+                              merge: bool = True, weighted: bool = False, weight_half_life: float | None = None,
+                              block: int | None = None) -> Neighborhoods | dict[str, Neighborhoods]:
+    r"""Every item's top-``num_neighbors`` items by the exact expected visits of the mixed-relation walk of
+    :class:`~pinsage.sampling.MetapathSampler` (the item itself excluded): its expectation, without sampling noise.
+
+    With :math:`P_r` relation :math:`r`'s one-relation step matrix (item -> node of :math:`r` -> item, uniform or
+    by walk weight), :math:`q_r(i) = p_r [i \text{ has edges in } r] / \sum_{r'} p_{r'} [\dots]` and
+    :math:`P = \sum_r \mathrm{diag}(q_r) P_r`, the expected visits of a walk from :math:`s` are
+    :math:`\sum_h (1-r)^{h-1} (P^h)_{sj}` (``merge=True``) and relation :math:`r`'s part
+    :math:`\sum_h (1-r)^{h-1} (P^{h-1} \mathrm{diag}(q_r) P_r)_{sj}` (``merge=False``: the visits reached by a hop
+    through :math:`r`). :math:`P` is never formed: each hop is ``R`` pairs of sparse products per block of seeds.
+    With one relation of positive probability this is :func:`exact_neighborhoods` of that relation.
+
+    Args:
+        graph: the :class:`~pinsage.graph.HeteroGraph`.
+        relation_probs: relation -> step probability :math:`p_r` (normalised; None: every relation alike).
+        walk_length, restart_prob, num_neighbors, weighted, weight_half_life, block: as :func:`exact_neighborhoods`.
+        merge: one table by all visits, or a dict relation -> table for the relations of positive probability.
+
+    Returns:
+        :class:`~pinsage.Neighborhoods` (``merge=True``) or a dict of them, rows as :func:`exact_neighborhoods`'.
+    """
+    from pinsage.sampling.metapath import _relation_probs
+
+    probs = _relation_probs(graph, relation_probs)
+    n = graph.num_items
+    if block is None:
+        block = int(max(8, min(512, (1 << 24) // max(n, 1))))
+    stepped = [r for r in range(graph.num_relations) if probs[r] > 0]
+    steps, has = [], []
+    for r in stepped:
+        rel = graph.relation(graph.relations[r])
+        to_group, to_item = _transitions(rel, weighted, weight_half_life if weighted else None)
+        steps.append((to_group.T.tocsr(), to_item.T.tocsr()))
+        has.append(np.diff(to_group.indptr) > 0)      # the item can step in r (an edge of positive weight)
+    mass = np.stack([probs[r] * h for r, h in zip(stepped, has)])            # (R', n)
+    total = mass.sum(axis=0)
+    q = np.divide(mass, total[None, :], out=np.zeros_like(mass), where=total[None, :] > 0).astype(np.float32)
+    T = int(num_neighbors)
+    rows = [None] if merge else stepped
+    index_dtype = np.int32 if n <= np.iinfo(np.int32).max else np.int64
+    parts: dict = {r: ([], [], np.zeros(n + 1, dtype=np.int64)) for r in rows}
+    for lo in range(0, n, block):
+        hi = min(n, lo + block)
+        b = hi - lo
+        v = np.zeros((n, b), dtype=np.float32)
+        v[np.arange(lo, hi), np.arange(b)] = 1.0
+        acc = {r: np.zeros_like(v) for r in rows}
+        keep = 1.0
+        for _ in range(int(walk_length)):
+            nxt = np.zeros_like(v)
+            for k, (group_t, item_t) in enumerate(steps):
+                part = item_t @ (group_t @ (q[k][:, None] * v))              # (n, b): hops through relation k
+                nxt += part
+                if not merge:
+                    acc[stepped[k]] += keep * part
+            if merge:
+                acc[None] += keep * nxt
+            v = nxt
+            keep *= 1.0 - restart_prob
+            if keep == 0.0:
+                break
+        for r in rows:
+            idx, w, counts = _top_rows(np.ascontiguousarray(acc[r].T), lo, T)
+            ind, wts, indptr = parts[r]
+            ind.append(idx.astype(index_dtype))
+            wts.append(w)
+            indptr[lo + 1:hi + 1] = indptr[lo] + np.cumsum(counts)
+    out = {r: Neighborhoods(parts[r][2], np.concatenate(parts[r][0]) if parts[r][0] else np.zeros(0, index_dtype),
+                            np.concatenate(parts[r][1]) if parts[r][1] else np.zeros(0, np.float32)) for r in rows}
+    return out[None] if merge else {graph.relations[r]: out[r] for r in rows}

@@ -3,13 +3,14 @@ gathered features, built in DataLoader worker processes so the consumer only run
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from pinsage.sampling.blocks import Block, Neighborhoods, NeighborSampler, build_blocks
+from pinsage.sampling.hetero_blocks import RelationalBlock, build_relational_blocks
 from pinsage.sampling.importance import ImportanceSampler
 from pinsage.train.negatives import HardNegatives
 from pinsage.train.pairs import GroupBalancedDraw
@@ -32,7 +33,7 @@ class PairBatch:
     * ``hard``: ``(B, H)`` positions of per-pair hard negatives; ``hard_mask`` ``(B, H)``.
     """
 
-    blocks: list[Block]
+    blocks: list[Block] | list[RelationalBlock]
     features: torch.Tensor | None
     nodes: torch.Tensor
     query: torch.Tensor
@@ -77,6 +78,8 @@ class PairBatchDataset(IterableDataset):
       rather than a fixed table: item ``v``'s neighbourhood at hop ``h`` of batch ``b`` comes from
       the walk stream of ``(seed, key(epoch, b, h), v)``, whichever other items the rank's batch
       holds. (Any other sampler callable is called as it is, unkeyed.)
+    * per-relation neighbourhoods (a dict relation -> :class:`~pinsage.sampling.Neighborhoods`, for a model with
+      per-relation layers): the blocks are :class:`~pinsage.sampling.RelationalBlock` s.
 
     Only which rank computes a pair's loss changes; the masks, node ids and positions of a pair are
     the same (``tests/test_data_parallel.py``).
@@ -86,7 +89,7 @@ class PairBatchDataset(IterableDataset):
         self,
         pairs: np.ndarray,
         num_items: int,
-        neighborhoods: Neighborhoods | ImportanceSampler | NeighborSampler,
+        neighborhoods: Neighborhoods | ImportanceSampler | NeighborSampler | Mapping[str, Neighborhoods],
         num_layers: int,
         features: np.ndarray | None,
         hard_negatives_sampler: "HardNegatives | None",
@@ -193,7 +196,10 @@ class PairBatchDataset(IterableDataset):
         neighborhoods = self.neighborhoods if snapshot is None else self.snapshots.neighborhoods[snapshot]
         if isinstance(neighborhoods, ImportanceSampler):
             neighborhoods = _KeyedSampler(neighborhoods, self.batch_key(batch_number), self.num_layers)
-        blocks = build_blocks(torch.from_numpy(nodes), neighborhoods, self.num_layers)
+        if isinstance(neighborhoods, Mapping):
+            blocks = build_relational_blocks(torch.from_numpy(nodes), neighborhoods, self.num_layers)
+        else:
+            blocks = build_blocks(torch.from_numpy(nodes), neighborhoods, self.num_layers)
         feats = None
         if self.features is not None:
             src = blocks[0].src_nodes.numpy()

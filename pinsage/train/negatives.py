@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
@@ -10,10 +10,11 @@ from pinsage.sampling._kernels import beyond_closure_range
 from pinsage.sampling.importance import ImportanceSampler, stream_key
 
 if TYPE_CHECKING:
-    from pinsage.graph import InteractionGraph
+    from pinsage.graph import HeteroGraph, InteractionGraph
     from pinsage.sampling.blocks import Neighborhoods
 
 __all__ = ["HardNegatives", "curriculum_hard_count", "rank_window", "walk_window_sampler", "window_table",
+           "mixed_window_sampler", "WindowWalker",
            "HARD_NEGATIVE_METHODS"]
 
 #: with ``method="auto"``, catalogues up to this size get the precomputed table, larger ones ``"closure"``
@@ -76,12 +77,15 @@ class HardNegatives:
         window: ``(lo, hi)`` PPR ranks (see :func:`rank_window`).
         neighborhoods: importance neighbourhoods of every item (required by ``"closure"``).
         method: ``"auto"``, ``"table"`` or ``"closure"``.
+        walker: the walks behind ``"table"`` (default: :func:`walk_window_sampler` on ``graph``); a graph of
+            several relations passes :func:`mixed_window_sampler`'s, so hard negatives come from the mixed walk.
+            (``"closure"`` walks ``graph`` uniformly.)
     """
 
     def __init__(self, graph: "InteractionGraph", window: tuple[int, int], num_walks: int = 0,
                  walk_length: int = 10, restart_prob: float = 0.15, seed: int = 0,
                  neighborhoods: "Neighborhoods | None" = None, method: str = "auto",
-                 max_tries: int = 20) -> None:
+                 max_tries: int = 20, walker: "WindowWalker | None" = None) -> None:
         if method not in HARD_NEGATIVE_METHODS:
             raise ValueError(f"method must be one of {HARD_NEGATIVE_METHODS}, got {method!r}")
         if method == "auto":
@@ -101,7 +105,7 @@ class HardNegatives:
         self.fan_out = max(1, math.ceil(math.sqrt(window[0])))
         self.table: np.ndarray | None = None
         if method == "table":
-            self.table = window_table(graph, window, num_walks, walk_length, restart_prob, seed)
+            self.table = window_table(graph, window, num_walks, walk_length, restart_prob, seed, walker=walker)
 
     def __call__(self, queries: np.ndarray, count: int, rng: np.random.Generator, key: int = 0,
                  positions: np.ndarray | None = None, num_positions: int | None = None) -> np.ndarray:
@@ -141,7 +145,8 @@ class HardNegatives:
 
 
 def window_table(graph: "InteractionGraph", window: tuple[int, int], num_walks: int = 0, walk_length: int = 10,
-                 restart_prob: float = 0.15, seed: int = 0, chunk: int = 4096) -> np.ndarray:
+                 restart_prob: float = 0.15, seed: int = 0, chunk: int = 4096,
+                 walker: "WindowWalker | None" = None) -> np.ndarray:
     """The ``(num_items, hi - lo)`` table of ``method="table"``: row ``v`` holds the items ranked
     ``[lo, hi)`` by :func:`walk_window_sampler`'s visit counts from ``v`` (-1 where fewer were visited).
 
@@ -155,7 +160,8 @@ def window_table(graph: "InteractionGraph", window: tuple[int, int], num_walks: 
     n = graph.num_items
     dtype = np.int32 if n <= np.iinfo(np.int32).max else np.int64
     table = np.empty((n, hi - lo), dtype=dtype)
-    sampler = walk_window_sampler(graph, window, num_walks, walk_length, restart_prob, seed)
+    sampler = walker if walker is not None else walk_window_sampler(graph, window, num_walks, walk_length,
+                                                                     restart_prob, seed)
     for a in range(0, n, chunk):
         b = min(a + chunk, n)
         nbr = sampler.sample_arrays(np.arange(a, b), key=a)[0]                # (b - a, hi) int64
@@ -172,6 +178,30 @@ def walk_window_sampler(graph: "InteractionGraph", window: tuple[int, int], num_
     num_walks = num_walks or int(min(2000, max(200, 3 * window[1])))
     return ImportanceSampler(graph, num_walks=num_walks, walk_length=walk_length, restart_prob=restart_prob,
                              num_neighbors=window[1], seed=seed + 7919)
+
+
+class WindowWalker:
+    """A merged :class:`~pinsage.sampling.MetapathSampler` seen as :func:`window_table` reads an
+    :class:`~pinsage.sampling.ImportanceSampler`: ``sample_arrays(seeds, key)[0]`` is ``(B, hi)`` items by visits."""
+
+    def __init__(self, sampler) -> None:
+        self.sampler = sampler
+
+    def sample_arrays(self, seeds: np.ndarray, key: int | None = None):
+        nbr, cnt, n = self.sampler.sample_arrays(seeds, key=key)
+        return nbr[0], cnt[0], n[0]
+
+
+def mixed_window_sampler(graph: "HeteroGraph", relation_probs: Mapping[str, float], window: tuple[int, int], num_walks: int = 0, walk_length: int = 10,
+                         restart_prob: float = 0.15, seed: int = 0) -> WindowWalker:
+    """:func:`walk_window_sampler` for a :class:`~pinsage.graph.HeteroGraph`: walks with restart that mix the
+    relations with the step probabilities ``relation_probs`` (uniform steps), counting visits up to rank ``hi``."""
+    from pinsage.sampling.metapath import MetapathSampler
+
+    num_walks = num_walks or int(min(2000, max(200, 3 * window[1])))
+    return WindowWalker(MetapathSampler(graph, dict(relation_probs), num_walks=num_walks, walk_length=walk_length,
+                                        restart_prob=restart_prob, num_neighbors=window[1], seed=seed + 7919,
+                                        merge=True))
 
 
 def curriculum_hard_count(epoch: int, cap: int) -> int:
