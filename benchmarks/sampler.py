@@ -4,7 +4,9 @@ For each graph size: build time and bytes per edge of the InteractionGraph, then
 of :class:`pinsage.ImportanceSampler` for batches of 512 random seeds, 3-hop walks, restart 0.5, at
 (walks=10, T=3) and (walks=200, T=50): the median over ``--repeats`` timing windows. When a DGL
 anchor venv is given (``bash ../shared/bench/dgl_anchor/setup.sh``), DGL's ``PinSAGESampler`` runs
-in the same invocation right after ours on the same graph and the table shows the ratio.
+in the same invocation on the same graph, round by round (our window of each configuration, then one
+DGL run of both), and the table shows the ratio of the medians; the per-round ratios are printed and
+saved too (on a shared machine the load drifts: a round's two figures are closest in time).
 
 With ``--weighted`` the graph carries a rating (1-5, uniform) on every edge and each timing window of
 the uniform sampler is followed by one of the weighted sampler (``weighted=True``: steps in proportion
@@ -81,60 +83,73 @@ def main(argv: list[str] | None = None) -> int:
               f"generated in {gen_s:.1f} s, built in {build_s:.1f} s, {graph.nbytes / graph.num_edges:.2f} B/edge",
               flush=True)
         bytes_per_edge = graph.nbytes / graph.num_edges
-        ours, weighted = {}, {}
+        samplers, w_samplers = {}, {}
         for walks, T in CONFIGS:
-            sampler = ImportanceSampler(graph, num_walks=walks, walk_length=3, restart_prob=0.5,
-                                        num_neighbors=T, num_threads=args.threads)
-            w_sampler = None
+            samplers[(walks, T)] = ImportanceSampler(graph, num_walks=walks, walk_length=3, restart_prob=0.5,
+                                                     num_neighbors=T, num_threads=args.threads)
             if args.weighted:
                 t0 = time.perf_counter()
-                w_sampler = ImportanceSampler(graph, num_walks=walks, walk_length=3, restart_prob=0.5,
-                                              num_neighbors=T, num_threads=args.threads, weighted=True)
-                print(f"  walk weights: {w_sampler.walk_weights.nbytes / graph.num_edges:.1f} B/edge, "
+                w_samplers[(walks, T)] = ImportanceSampler(graph, num_walks=walks, walk_length=3, restart_prob=0.5,
+                                                           num_neighbors=T, num_threads=args.threads, weighted=True)
+                print(f"  walk weights: {w_samplers[(walks, T)].walk_weights.nbytes / graph.num_edges:.1f} B/edge, "
                       f"built in {time.perf_counter() - t0:.1f} s", flush=True)
-            runs, w_runs = [], []
-            for _ in range(args.repeats):  # interleaved: uniform then weighted, window by window
-                runs.append(seeds_per_second(sampler, n_items, args.seconds))
-                if w_sampler is not None:
-                    w_runs.append(seeds_per_second(w_sampler, n_items, args.seconds))
-            ours[(walks, T)] = runs
-            print(f"  pinsage walks={walks} T={T}: median {statistics.median(runs):,.0f} seeds/s "
+        ours: dict[tuple[int, int], list[float]] = {c: [] for c in CONFIGS}
+        weighted: dict[tuple[int, int], list[float]] = {c: [] for c in w_samplers}
+        dgl_runs: dict[tuple[int, int], list[float]] = {c: [] for c in CONFIGS}
+        for _ in range(args.repeats):
+            # one round: each configuration's window (uniform, then weighted), then one DGL run of both
+            # configurations, so that our windows and DGL's see about the same machine load
+            for c in CONFIGS:
+                ours[c].append(seeds_per_second(samplers[c], n_items, args.seconds))
+                if c in w_samplers:
+                    weighted[c].append(seeds_per_second(w_samplers[c], n_items, args.seconds))
+            if args.dgl_python:
+                for c, v in run_dgl(args.dgl_python, size, args.seconds).items():
+                    dgl_runs[c].append(v)
+        del samplers, w_samplers, graph
+        for c in CONFIGS:
+            runs = ours[c]
+            print(f"  pinsage walks={c[0]} T={c[1]}: median {statistics.median(runs):,.0f} seeds/s "
                   f"(runs {', '.join(f'{r:,.0f}' for r in runs)})", flush=True)
-            if w_runs:
-                weighted[(walks, T)] = w_runs
+            if weighted.get(c):
+                w_runs = weighted[c]
                 ratios = [w / u for w, u in zip(w_runs, runs)]
-                print(f"  weighted walks={walks} T={T}: median {statistics.median(w_runs):,.0f} seeds/s "
+                print(f"  weighted walks={c[0]} T={c[1]}: median {statistics.median(w_runs):,.0f} seeds/s "
                       f"(runs {', '.join(f'{r:,.0f}' for r in w_runs)}); weighted / uniform median "
                       f"{statistics.median(ratios):.2f}x (windows {', '.join(f'{r:.2f}' for r in ratios)})",
                       flush=True)
-        del graph
-        dgl = {}
-        if args.dgl_python:
-            dgl_runs: dict[tuple[int, int], list[float]] = {c: [] for c in CONFIGS}
-            for _ in range(args.repeats):
-                for c, v in run_dgl(args.dgl_python, size, args.seconds).items():
-                    dgl_runs[c].append(v)
-            dgl = {c: statistics.median(v) for c, v in dgl_runs.items() if v}
-            for c, v in dgl.items():
-                print(f"  dgl     walks={c[0]} T={c[1]}: median {v:,.0f} seeds/s (runs {dgl_runs[c]})", flush=True)
+        dgl = {c: statistics.median(v) for c, v in dgl_runs.items() if v}
+        dgl_round_ratios = {c: [o / d for o, d in zip(ours[c], v)] for c, v in dgl_runs.items() if v}
+        for c, v in dgl.items():
+            print(f"  dgl     walks={c[0]} T={c[1]}: median {v:,.0f} seeds/s (runs {dgl_runs[c]}); pinsage / dgl "
+                  f"per round {', '.join(f'{r:.1f}' for r in dgl_round_ratios[c])}", flush=True)
         for c in CONFIGS:
             med = statistics.median(ours[c])
             rows.append({
                 "graph": size, "edges": int(n_draws), "walks": c[0], "T": c[1],
                 "pinsage_seeds_per_s": med, "pinsage_runs": ours[c],
                 "dgl_seeds_per_s": dgl.get(c), "ratio_vs_dgl": med / dgl[c] if c in dgl else None,
+                "dgl_runs": dgl_runs[c], "ratio_vs_dgl_per_round": dgl_round_ratios.get(c),
+                "ratio_vs_dgl_round_median": (statistics.median(dgl_round_ratios[c])
+                                              if c in dgl_round_ratios else None),
                 "gen_s": gen_s, "build_s": build_s, "bytes_per_edge": bytes_per_edge,
             })
-            if c in weighted:
+            if weighted.get(c):
                 rows[-1].update({"weighted_seeds_per_s": statistics.median(weighted[c]), "weighted_runs": weighted[c],
                                  "weighted_over_uniform": statistics.median(
                                      [w / u for w, u in zip(weighted[c], ours[c])])})
 
-    print("\n| graph | walks | T | pinsage seeds/s | DGL seeds/s | ratio | weighted seeds/s | weighted / uniform |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| graph | walks | T | pinsage seeds/s | DGL seeds/s | ratio | ratio per round, median "
+          "| weighted seeds/s | weighted / uniform |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         dgl_s = f"{r['dgl_seeds_per_s']:,.0f}" if r["dgl_seeds_per_s"] else "-"
         ratio = f"{r['ratio_vs_dgl']:.1f}x" if r["ratio_vs_dgl"] else "-"
+        if r["ratio_vs_dgl_round_median"]:
+            ratio += (f" | {r['ratio_vs_dgl_round_median']:.1f}x "
+                      f"({', '.join(f'{x:.1f}' for x in r['ratio_vs_dgl_per_round'])})")
+        else:
+            ratio += " | -"
         w_s = f"{r['weighted_seeds_per_s']:,.0f}" if "weighted_seeds_per_s" in r else "-"
         w_r = f"{r['weighted_over_uniform']:.2f}x" if "weighted_over_uniform" in r else "-"
         print(f"| {r['graph']} | {r['walks']} | {r['T']} | {r['pinsage_seeds_per_s']:,.0f} | {dgl_s} | {ratio} "

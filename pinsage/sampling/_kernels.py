@@ -5,7 +5,9 @@ Random numbers come from a counter-based generator (splitmix64 seeding a xorshif
 row), so results depend only on ``(seed, batch key, row id)``, never on thread count or scheduling.
 A row's id is its position in the call unless the caller gives ``row_ids`` (e.g. the row's position in
 a global batch split over processes, or its item id), so a row's result need not depend on which
-other rows are in the same call.
+other rows are in the same call. (The walk kernel advances the walks of several rows together, but each
+row keeps its own stream and its own draws: the grouping changes the order of memory reads, not the
+result.)
 """
 from __future__ import annotations
 
@@ -99,8 +101,10 @@ def _walk_one(s, state, item_indptr, item_groups, group_indptr, group_items,
               num_walks, walk_length, threshold, always_stop, visits):
     """Run the walks of one seed; write visited items (seed excluded) to ``visits``; return their count.
 
-    Walks advance in lock-step batches of ``_LANES``: the lanes' memory loads are independent, so
-    the CPU overlaps their cache misses instead of waiting on one pointer chase at a time.
+    Walks advance in lock-step batches of ``_LANES``; per round each live lane, in slot order, takes one
+    hop draw then one restart draw, and a stopped lane's slot is refilled by the last live lane. This
+    order of draws defines the random stream of a row: :func:`walk_topk_range` replays it
+    (:func:`_schedule`) and walks the same paths in another order; the tests compare the two.
     """
     nv = 0
     if item_indptr[s + 1] - item_indptr[s] == 0:
@@ -143,13 +147,21 @@ def _walk_one(s, state, item_indptr, item_groups, group_indptr, group_items,
     return nv
 
 
+#: up to this many neighbours per row, :func:`_topk_one` keeps the best ones in a sorted buffer while it
+#: reads the counts (no full sort); above it, it sorts all distinct items
+_SELECT_MAX = 64
+
+
 @nb.njit(cache=True, nogil=True)
 def _topk_one(visits, nv, table_items, table_counts, keys, nbr_row, cnt_row):
     """Count ``visits[:nv]`` and write the top ``len(nbr_row)`` items by (count desc, item asc).
 
     Counting uses an open-addressing hash table (``table_*``, a power-of-two size >= 2 * nv, all
-    slots -1 / 0 on entry and restored on exit), then sorts only the distinct items by the key
-    ``(2**31 - count) << 32 | item``. Returns how many entries were written.
+    slots -1 / 0 on entry and restored on exit); each distinct item gets the key
+    ``(2**31 - count) << 32 | item`` (``keys``: at least ``nv`` entries of scratch), so the top T are the
+    T smallest keys. For ``T <= _SELECT_MAX`` they are kept in a sorted buffer (``keys[:T]``, filled in
+    place as the table is read: a key enters only when it beats the buffer's last, so most keys cost one
+    comparison); above, all distinct keys are sorted. Returns how many entries were written.
     """
     if nv == 0:
         return 0
@@ -171,18 +183,124 @@ def _topk_one(visits, nv, table_items, table_counts, keys, nbr_row, cnt_row):
                 m += 1
                 break
             slot = (slot + 1) & mask
-    for j in range(m):
-        slot = keys[j]
-        keys[j] = ((np.int64(2147483647) - table_counts[slot]) << 32) | table_items[slot]
-        table_items[slot] = -1
-        table_counts[slot] = 0
-    top = keys[:m]
-    top.sort()
     k = min(len(nbr_row), m)
+    if len(nbr_row) <= _SELECT_MAX:
+        # keys[j] (a slot) is read before the buffer keys[:min(j + 1, k)] can be written at j
+        filled = 0
+        for j in range(m):
+            slot = keys[j]
+            key = ((np.int64(2147483647) - table_counts[slot]) << 32) | table_items[slot]
+            table_items[slot] = -1
+            table_counts[slot] = 0
+            if filled < k:
+                p = filled
+                filled += 1
+            elif key < keys[k - 1]:
+                p = k - 1
+            else:
+                continue
+            while p > 0 and keys[p - 1] > key:
+                keys[p] = keys[p - 1]
+                p -= 1
+            keys[p] = key
+        top = keys
+    else:
+        for j in range(m):
+            slot = keys[j]
+            keys[j] = ((np.int64(2147483647) - table_counts[slot]) << 32) | table_items[slot]
+            table_items[slot] = -1
+            table_counts[slot] = 0
+        top = keys[:m]
+        top.sort()
     for j in range(k):
         nbr_row[j] = top[j] & np.int64(0xFFFFFFFF)
         cnt_row[j] = np.int64(2147483647) - (top[j] >> 32)
     return k
+
+
+@nb.njit(cache=True, inline="always")
+def _schedule(state, num_walks, walk_length, threshold, always_stop, bits, hops, w_base, slot):
+    """Replay the draws of :func:`_walk_one` for one seed whose walks all can step (the seed has a group;
+    every later item is reached through a group, so it has one too): walks in lock-step lanes of
+    ``_LANES``; per round, each live lane in slot order takes one hop draw, then (unless ``always_stop``)
+    one restart draw, and a stopped lane's slot is refilled by the last live lane. The draws do not depend
+    on the graph, so the whole schedule is known before any step: walk ``w`` makes ``hops[w_base + w]``
+    hops (>= 1), hop ``h`` with the draw ``bits[(w_base + w) * walk_length + h]``. ``slot``: scratch of
+    ``_LANES`` entries. Returns the state after the seed's last draw. Branch-free per draw (the restart
+    decisions are coin flips a branch predictor cannot learn)."""
+    for w0 in range(0, num_walks, _LANES):
+        lanes = min(_LANES, num_walks - w0)
+        for j in range(lanes):
+            slot[j] = w_base + w0 + j
+        alive = lanes
+        for h in range(walk_length):
+            if alive == 0:
+                break
+            j = 0
+            while j < alive:
+                wk = slot[j]
+                state, x = _next(state)
+                bits[wk * walk_length + h] = x
+                hops[wk] = h + 1
+                if always_stop:
+                    stop = np.int64(1)
+                else:
+                    state, x = _next(state)
+                    stop = np.int64(x < threshold)
+                alive -= stop
+                slot[j] = slot[j + stop * (alive - j)]  # the last live lane when stopped (an index, not a branch)
+                j += 1 - stop
+    return state
+
+
+@nb.njit(cache=True, inline="always")
+def _level(m, h, walk_length, act, node, origin, bits, hops, vis, s0, s1,
+           item_indptr, item_groups, group_indptr, group_items, item_alias, group_alias):
+    """One hop of the ``m`` live walks ``act[:m]`` (walk ids), standing on ``node[:m]``, from seeds
+    ``origin[:m]``: walk ``w`` takes its hop ``h`` with the draw ``bits[w * walk_length + h]`` (uniform
+    steps as :func:`_hop`, weighted ones as :func:`_step`), writes the item reached to
+    ``vis[w * walk_length + h]`` (-1 when it is the walk's seed) and stays live when it makes more than
+    ``h + 1`` hops. Returns the number of live walks, compacted to the front of ``act``, ``node``,
+    ``origin`` in their order.
+
+    Four loops, one per dependent load of a step (item offsets, item -> group entry, group offsets,
+    group -> item entry): within a loop the walks' loads are independent, so many cache misses are in
+    flight at once. ``s0``, ``s1``: int64 scratch of ``m`` entries."""
+    for t in range(m):
+        c = node[t]
+        s0[t] = item_indptr[c]
+        s1[t] = item_indptr[c + 1] - s0[t]
+    if item_alias is None:
+        for t in range(m):
+            x = bits[act[t] * walk_length + h]
+            s0[t] = item_groups[s0[t] + _below(x, s1[t])]
+    else:
+        for t in range(m):
+            x = bits[act[t] * walk_length + h]
+            s0[t] = _pick(item_groups, item_alias, s0[t], s1[t], x >> np.uint64(32))
+    for t in range(m):
+        g = s0[t]
+        s0[t] = group_indptr[g]
+        s1[t] = group_indptr[g + 1] - s0[t]
+    m2 = 0
+    for t in range(m):
+        wk = act[t]
+        x = bits[wk * walk_length + h]
+        if group_alias is None:
+            v = np.int64(group_items[s0[t] + _below(x << np.uint64(32), s1[t])])
+        else:
+            v = _pick(group_items, group_alias, s0[t], s1[t], x & np.uint64(0xFFFFFFFF))
+        o = origin[t]
+        vis[wk * walk_length + h] = v if v != o else np.int64(-1)
+        act[m2] = wk
+        node[m2] = v
+        origin[m2] = o
+        m2 += np.int64(hops[wk] > h + 1)
+    return m2
+
+
+#: walks advanced together, hop level by hop level (seeds are grouped up to about this many walks)
+_WALKS_PER_GROUP = 512
 
 
 @nb.njit(cache=True, nogil=True)
@@ -204,13 +322,30 @@ def walk_topk_range(
     ``b`` depends only on ``(key, row_ids[b])`` (``row_ids`` ``(B,)`` int64; ``arange(B)`` for streams
     by position), so any split of the rows over threads gives the same result.
     Releases the GIL: call it from several Python threads on disjoint ranges.
+
+    Schedule: the rows go in groups of about ``_WALKS_PER_GROUP`` walks. Each row's draws do not depend
+    on the graph, so they are replayed first (:func:`_schedule`: the draws of :func:`_walk_one`, walk by
+    walk and hop by hop); then all the group's walks advance hop level by hop level (:func:`_level`), so
+    the loads of hundreds of walks, from several seeds, are in flight together (with 10 walks a seed
+    alone would fill few lanes). The walks, their draws and their visits are those of :func:`_walk_one`;
+    only the order in which visits are recorded differs, and the counts do not depend on it. Each row's
+    visits are then counted and ranked by :func:`_topk_one`.
     """
     always_stop = restart_prob >= 1.0
     threshold = np.uint64(0)
     if not always_stop:
         threshold = np.uint64(restart_prob * 18446744073709549568.0)
     base = _splitmix64(np.uint64(key))
-    max_visits = num_walks * walk_length
+    L = walk_length
+    max_visits = num_walks * L
+    per_group = max(1, _WALKS_PER_GROUP // num_walks)
+    cap = per_group * num_walks
+    bits = np.empty(cap * L, dtype=np.uint64)
+    vis = np.empty(cap * L, dtype=np.int64)
+    hops = np.zeros(cap, dtype=np.int64)
+    scratch = np.empty((5, cap), dtype=np.int64)
+    act, node, origin, s0, s1 = scratch[0], scratch[1], scratch[2], scratch[3], scratch[4]
+    slot = np.empty(_LANES, dtype=np.int64)
     visits = np.empty(max_visits, dtype=np.int64)
     keys = np.empty(max_visits, dtype=np.int64)
     table_size = 1
@@ -218,12 +353,35 @@ def walk_topk_range(
         table_size *= 2
     table_items = np.full(table_size, -1, dtype=np.int64)
     table_counts = np.zeros(table_size, dtype=np.int32)
-    for b in range(start, stop):
-        state = _splitmix64(base ^ (np.uint64(row_ids[b] + 1) * np.uint64(_GOLDEN))) | np.uint64(1)
-        nv = _walk_one(seeds[b], state, item_indptr, item_groups, group_indptr, group_items,
-                       item_alias, group_alias, item_total, num_walks, walk_length, threshold,
-                       always_stop, visits)
-        nout[b] = _topk_one(visits, nv, table_items, table_counts, keys, nbr[b], cnt[b])
+    for g0 in range(start, stop, per_group):
+        g1 = min(stop, g0 + per_group)
+        vis[:(g1 - g0) * max_visits] = -1
+        m = 0  # live walks: act[:m] (walk ids), node[:m] (where they stand), origin[:m] (their seed)
+        for sb in range(g1 - g0):
+            b = g0 + sb
+            s = np.int64(seeds[b])
+            if item_indptr[s + 1] - item_indptr[s] == 0 or _stuck(item_total, s):
+                continue  # no step can be taken: an empty neighbourhood
+            state = _splitmix64(base ^ (np.uint64(row_ids[b] + 1) * np.uint64(_GOLDEN))) | np.uint64(1)
+            w_base = sb * num_walks
+            _schedule(state, num_walks, L, threshold, always_stop, bits, hops, w_base, slot)
+            for w in range(num_walks):
+                act[m] = w_base + w
+                node[m] = s
+                origin[m] = s
+                m += 1
+        for h in range(L):
+            if m == 0:
+                break
+            m = _level(m, h, L, act, node, origin, bits, hops, vis, s0, s1,
+                       item_indptr, item_groups, group_indptr, group_items, item_alias, group_alias)
+        for sb in range(g1 - g0):
+            nv = 0
+            for i in range(sb * max_visits, (sb + 1) * max_visits):
+                v = vis[i]
+                visits[nv] = v
+                nv += np.int64(v >= 0)
+            nout[g0 + sb] = _topk_one(visits, nv, table_items, table_counts, keys, nbr[g0 + sb], cnt[g0 + sb])
 
 
 @nb.njit(cache=True, inline="always")

@@ -11,8 +11,9 @@ the same distribution but not the same path.
 
 The compressed read is a chain of about five dependent loads (block row, directory entry, header, chunk
 entry, gaps) where the CSR read is two. The kernel hides it by reading many walks at once: a seed's draws
-do not depend on the graph, so each seed's draws are replayed first (:func:`_schedule`, the plain kernel's
-lane bookkeeping on indices: which walk takes which draw, and after which hop it stops), then the walks of
+do not depend on the graph, so each seed's draws are replayed first
+(:func:`pinsage.sampling._kernels._schedule`, shared with the plain kernel, which runs the same schedule:
+which walk takes which draw, and after which hop it stops), then the walks of
 a group of seeds (about 256) advance hop level by hop level, each level one :func:`_half_step` per
 direction: five short loops over all live walks whose loads are independent, so they are in flight
 together. The streams match the plain kernel's draw for draw; only the order of the visits differs, and
@@ -26,7 +27,7 @@ import numba as nb
 import numpy as np
 
 from pinsage.graph._compressed_kernels import BLOCK, BLOCK_SHIFT, _field, bit_raw, bit_read, gap_sum, node_entry
-from pinsage.sampling._kernels import _GOLDEN, _LANES, _below, _next, _splitmix64, _topk_one
+from pinsage.sampling._kernels import _GOLDEN, _LANES, _below, _schedule, _splitmix64, _topk_one
 from pinsage.sampling.importance import ImportanceSampler
 
 if TYPE_CHECKING:
@@ -110,48 +111,6 @@ def _half_step(blocks, data, cs, nodes, bitsv, shift, n, s0, s1, s2, s3, s4, out
         out[t] = gap_sum(data, s1[t], s2[t], s3[t], s4[t])
 
 
-@nb.njit(cache=True, inline="always")
-def _schedule(state, num_walks, walk_length, threshold, always_stop, bits, hops, w_base, slot, hb, stp):
-    """Replay the plain kernel's draws for one seed (:func:`pinsage.sampling._kernels._walk_one`): walks in
-    lock-step lanes of ``_LANES``, per round one hop draw and (unless ``always_stop``) one restart draw per
-    live lane, in lane-slot order, a stopped lane's slot refilled by the last live lane. The draws do not
-    depend on the graph, so the whole schedule is known before any step: walk ``w`` takes
-    ``hops[w_base + w]`` hops, hop ``h`` with the draw ``bits[w_base + w, h]``. (The plain kernel drops a
-    lane standing on an item without groups before drawing; only the seed can be such an item, every later
-    one is reached through a group, and the caller skips seeds without groups.)"""
-    for w0 in range(0, num_walks, _LANES):
-        lanes = min(_LANES, num_walks - w0)
-        for j in range(lanes):
-            slot[j] = w0 + j
-        alive = lanes
-        for h in range(walk_length):
-            if alive == 0:
-                break
-            n = alive
-            for t in range(n):
-                state, x = _next(state)
-                hb[t] = x
-                if always_stop:
-                    stp[t] = 1
-                else:
-                    state, x = _next(state)
-                    stp[t] = 1 if x < threshold else 0
-            j = 0
-            a = n
-            t = 0
-            while j < a:
-                wk = w_base + slot[j]
-                bits[wk, h] = hb[t]
-                hops[wk] = h + 1
-                if stp[t]:
-                    a -= 1
-                    slot[j] = slot[a]
-                else:
-                    j += 1
-                t += 1
-            alive = a
-
-
 @nb.njit(cache=True, nogil=True)
 def walk_topk_range_compressed(
     seeds, ib, idata, gb, gdata, cs, order, num_walks, walk_length, restart_prob, key, row_ids,
@@ -168,8 +127,8 @@ def walk_topk_range_compressed(
     as the plain kernel's.
 
     Seeds go in groups of about ``_WALKS_PER_GROUP`` walks: each seed's draws are replayed first
-    (:func:`_schedule`), then the group's walks advance hop level by hop level, all walks alive at a level
-    in one :func:`_half_step` per direction. Releases the GIL.
+    (:func:`pinsage.sampling._kernels._schedule`), then the group's walks advance hop level by hop level,
+    all walks alive at a level in one :func:`_half_step` per direction. Releases the GIL.
     """
     always_stop = restart_prob >= 1.0
     threshold = np.uint64(0)
@@ -179,68 +138,65 @@ def walk_topk_range_compressed(
     max_visits = num_walks * walk_length
     per_group = max(1, _WALKS_PER_GROUP // num_walks)
     cap = per_group * num_walks
-    visits = np.empty(per_group * max_visits, dtype=np.int64)
-    nvis = np.zeros(per_group, dtype=np.int64)
+    vis = np.empty(cap * walk_length, dtype=np.int64)  # walk w's hop h: vis[w * walk_length + h], -1 if none
+    visits = np.empty(max_visits, dtype=np.int64)
     keys = np.empty(max_visits, dtype=np.int64)
     table_size = 1
     while table_size < 2 * max_visits:
         table_size *= 2
     table_items = np.full(table_size, -1, dtype=np.int64)
     table_counts = np.zeros(table_size, dtype=np.int32)
-    bits = np.empty((cap, walk_length), dtype=np.uint64)
+    bits = np.empty(cap * walk_length, dtype=np.uint64)
     hops = np.zeros(cap, dtype=np.int64)
-    seed_int = np.empty(per_group, dtype=np.int64)
-    scratch = np.empty((9, cap), dtype=np.int64)
-    act, node, where, s0, s1, s2, s3, s4, out = (scratch[0], scratch[1], scratch[2], scratch[3], scratch[4],
-                                                 scratch[5], scratch[6], scratch[7], scratch[8])
+    scratch = np.empty((10, cap), dtype=np.int64)
+    act, node, origin, where, s0, s1, s2, s3, s4, out = (scratch[0], scratch[1], scratch[2], scratch[3], scratch[4],
+                                                         scratch[5], scratch[6], scratch[7], scratch[8], scratch[9])
     bitsv = np.empty(cap, dtype=np.uint64)
     slot = np.empty(_LANES, dtype=np.int64)
-    hb = np.empty(_LANES, dtype=np.uint64)
-    stp = np.empty(_LANES, dtype=np.int64)
     for g0 in range(start, stop, per_group):
         g1 = min(stop, g0 + per_group)
-        m = 0  # walks alive at the current level: act[:m] (walk ids), node[:m] (where they stand)
+        vis[:(g1 - g0) * max_visits] = -1
+        m = 0  # walks alive at the current level: act[:m] (walk ids), node[:m] (where they stand), origin[:m]
         for sb in range(g1 - g0):
             b = g0 + sb
             s = np.int64(seeds[b])
-            seed_int[sb] = s
-            nvis[sb] = 0
             w_base = sb * num_walks
-            for w in range(num_walks):
-                hops[w_base + w] = 0
             p_, sdeg = node_entry(ib, idata, s)
             if sdeg == 0:
                 continue
             state = _splitmix64(key_base ^ (np.uint64(row_ids[b] + 1) * np.uint64(_GOLDEN))) | np.uint64(1)
-            _schedule(state, num_walks, walk_length, threshold, always_stop, bits, hops, w_base, slot, hb, stp)
+            _schedule(state, num_walks, walk_length, threshold, always_stop, bits, hops, w_base, slot)
             for w in range(num_walks):
                 act[m] = w_base + w
                 node[m] = s
+                origin[m] = s
                 m += 1
         for h in range(walk_length):
             if m == 0:
                 break
             for t in range(m):
-                bitsv[t] = bits[act[t], h]
+                bitsv[t] = bits[act[t] * walk_length + h]
             _half_step(ib, idata, cs, node, bitsv, 0, m, s0, s1, s2, s3, s4, where)
             _half_step(gb, gdata, cs, where, bitsv, 32, m, s0, s1, s2, s3, s4, out)
             m2 = 0
-            for t in range(m):
+            for t in range(m):  # record the visit (a dense index), keep the walks that go on (no branch)
                 wk = act[t]
-                sb = wk // num_walks
                 v = out[t]
-                if v != seed_int[sb]:
-                    visits[sb * max_visits + nvis[sb]] = order[v] if len(order) else v
-                    nvis[sb] += 1
-                if hops[wk] > h + 1:  # the walk goes on: keep it for the next level
-                    act[m2] = wk
-                    node[m2] = v
-                    m2 += 1
+                o = origin[t]
+                d = order[v] if len(order) else v
+                vis[wk * walk_length + h] = d if v != o else np.int64(-1)
+                act[m2] = wk
+                node[m2] = v
+                origin[m2] = o
+                m2 += np.int64(hops[wk] > h + 1)
             m = m2
         for sb in range(g1 - g0):
-            lo = sb * max_visits
-            nout[g0 + sb] = _topk_one(visits[lo:lo + max_visits], nvis[sb], table_items, table_counts, keys,
-                                      nbr[g0 + sb], cnt[g0 + sb])
+            nv = 0
+            for i in range(sb * max_visits, (sb + 1) * max_visits):
+                v = vis[i]
+                visits[nv] = v
+                nv += np.int64(v >= 0)
+            nout[g0 + sb] = _topk_one(visits, nv, table_items, table_counts, keys, nbr[g0 + sb], cnt[g0 + sb])
 
 
 class CompressedSampler(ImportanceSampler):
@@ -279,10 +235,13 @@ class CompressedSampler(ImportanceSampler):
     def __repr__(self) -> str:
         return "Compressed" + super().__repr__()
 
-    def sample_arrays(self, seeds: np.ndarray, key: int | None = None,
-                      stream_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def sample_arrays(self, seeds: np.ndarray, key: int | None = None, stream_ids: np.ndarray | None = None,
+                      before: np.ndarray | float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """As :meth:`ImportanceSampler.sample_arrays`: ``(nbr (B, T) int64 dense indices with -1 padding,
-        counts (B, T) int32, n (B,))``."""
+        counts (B, T) int32, n (B,))``. Time-respecting walks (``before``) are not supported here."""
+        if before is not None:
+            raise ValueError("CompressedSampler does not take time-respecting walks (before=...): the compressed "
+                             "store keeps no time index; use ImportanceSampler on an InteractionGraph")
         g: CompressedGraph = self.graph  # type: ignore[assignment]
         seeds = np.ascontiguousarray(seeds, dtype=np.int64)
         if seeds.ndim != 1:
