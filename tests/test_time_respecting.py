@@ -250,3 +250,18 @@ def test_time_respecting_fit_and_its_errors():
         PinSageEmbedder(cfg.override(sampler__resample_every_epoch=True), progress=False).fit(df, "u", "i", "t")
     with pytest.raises(InputError, match="pair_source"):
         PinSageEmbedder(cfg.override(train__pair_source="walks"), progress=False).fit(df, "u", "i", "t")
+
+
+def test_rank_bounds_equal_searchsorted():
+    from pinsage.graph.time_index import TimeIndex
+
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 2, 7, 1000):
+        times = np.unique(rng.integers(0, 50 * max(n, 1), n))
+        ti = TimeIndex(times, *(np.zeros(0),) * 7)
+        bounds = rng.integers(-5, 50 * max(n, 1) + 5, 300)
+        np.testing.assert_array_equal(ti.rank_before(bounds), np.searchsorted(times, bounds, side="left"))
+        np.testing.assert_array_equal(ti.rank_before(bounds.reshape(3, 100)),
+                                      np.searchsorted(times, bounds, side="left").reshape(3, 100))
+        if n:
+            assert ti.rank_before(times[0]) == 0 and ti.rank_before(times[-1] + 1) == len(times)

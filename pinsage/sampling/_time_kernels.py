@@ -15,8 +15,10 @@ from pinsage.sampling._kernels import _GOLDEN, _below, _next, _splitmix64, _topk
 
 #: walks advanced together, hop level by hop level (seeds are grouped up to about this many walks)
 _WALKS_PER_GROUP = 512
-#: draws of a slot before the older prefix is found by binary search
+#: draws of a slot before the older prefix is found by binary search (on bands longer than _SEARCH_BAND)
 _TRIES = 4
+#: bands of at most this many edges are searched at the first miss (their ranks span a few cache lines)
+_SEARCH_BAND = 64
 
 
 @nb.njit(cache=True, inline="always")
@@ -52,12 +54,17 @@ def _older_slots(m, act, node, band, bound, draw, shift, wstate, records, ranks,
 
 @nb.njit(cache=True)
 def _redraw(ranks, start, hi, bound, records, v, band, wstate, wk):
-    """The slow path of :func:`_older_slots`: ``_TRIES - 1`` more draws from the walk's stream
-    ``wstate[wk]`` (updated), then the older prefix's length by binary search over the band and a draw in
-    it. Returns the slot."""
+    """The slow path of :func:`_older_slots`, after a first draw in ``[0, hi)`` fell on an edge that is not
+    older: a slot drawn from the walk's stream ``wstate[wk]`` (updated). Returns the slot.
+
+    On a band of at most ``_SEARCH_BAND`` edges (a few cache lines of ranks) the older prefix's length ``c``
+    is found at once by binary search and the slot drawn in ``[0, c)``; on a longer band, up to
+    ``_TRIES - 1`` more draws in ``[0, hi)`` first (each one read), then the search. Either way the slot is
+    uniform over the older edges (a first draw is kept exactly when it lies below ``c``)."""
     lo = record_count(records, v, band)
     st = wstate[wk]
-    for _t in range(_TRIES - 1):
+    tries = _TRIES - 1 if hi - lo > _SEARCH_BAND else 0
+    for _t in range(tries):
         st, bits = _next(st)
         u = _below(bits, hi)
         if u < lo or ranks[start + u] < bound:
