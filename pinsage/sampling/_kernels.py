@@ -59,13 +59,14 @@ def _pick(adj, alias, lo, deg, bits32):
     """The neighbour of the adjacency ``adj[lo:lo + deg]`` that 32 random bits select with probability
     proportional to its edge's walk weight, from the alias entries ``alias[lo:lo + deg]``
     (:class:`pinsage.graph.weights.WalkWeights`): ``bits32 * deg`` gives the slot (high part) and a uniform
-    32-bit fraction (low part) compared with the slot's threshold."""
+    32-bit fraction (low part) compared with the slot's threshold. Both the slot's own neighbour and its
+    entry are read before the choice (a select, not a branch), so the two loads are in flight together."""
     x = bits32 * np.uint64(deg)
     k = lo + np.int64(x >> np.uint64(32))
+    own = np.int64(adj[k])
     entry = alias[k]
-    if (x & np.uint64(0xFFFFFFFF)) < (entry >> np.uint64(32)):
-        return np.int64(adj[k])
-    return np.int64(entry & np.uint64(0xFFFFFFFF))
+    other = np.int64(entry & np.uint64(0xFFFFFFFF))
+    return own if (x & np.uint64(0xFFFFFFFF)) < (entry >> np.uint64(32)) else other
 
 
 @nb.njit(cache=True)
