@@ -219,6 +219,45 @@ def _topk_one(visits, nv, table_items, table_counts, keys, nbr_row, cnt_row):
     return k
 
 
+@nb.njit(cache=True)
+def _restart_threshold(restart_prob):
+    """``(always_stop, threshold)``: a walk stops after a hop when a 64-bit draw is below ``threshold``
+    (``restart_prob * 2**64``), or always when ``restart_prob >= 1``."""
+    always_stop = restart_prob >= 1.0
+    threshold = np.uint64(0)
+    if not always_stop:
+        threshold = np.uint64(restart_prob * 18446744073709549568.0)
+    return always_stop, threshold
+
+
+@nb.njit(cache=True)
+def _rank_scratch(max_visits):
+    """Scratch of :func:`_topk_one` for rows of at most ``max_visits`` visits: ``(visits, keys, table_items,
+    table_counts)``, the hash table a power of two of at least ``2 * max_visits`` slots, empty."""
+    visits = np.empty(max_visits, dtype=np.int64)
+    keys = np.empty(max_visits, dtype=np.int64)
+    table_size = 1
+    while table_size < 2 * max_visits:
+        table_size *= 2
+    return visits, keys, np.full(table_size, -1, dtype=np.int64), np.zeros(table_size, dtype=np.int32)
+
+
+@nb.njit(cache=True, inline="always")
+def _rank_rows(vis, rows, first, max_visits, scratch, nbr, cnt, nout):
+    """Rows ``first .. first + rows - 1`` of the outputs from the visit slots ``vis`` (row ``k`` of the group:
+    ``vis[k * max_visits:(k + 1) * max_visits]``, -1 where no visit was counted): each row's visits counted
+    and ranked by :func:`_topk_one` (``scratch``: :func:`_rank_scratch`)."""
+    visits, keys, table_items, table_counts = scratch
+    for sb in range(rows):
+        nv = 0
+        for i in range(sb * max_visits, (sb + 1) * max_visits):
+            v = vis[i]
+            visits[nv] = v
+            nv += np.int64(v >= 0)
+        b = first + sb
+        nout[b] = _topk_one(visits, nv, table_items, table_counts, keys, nbr[b], cnt[b])
+
+
 @nb.njit(cache=True, inline="always")
 def _schedule(state, num_walks, walk_length, threshold, always_stop, bits, hops, w_base, slot):
     """Replay the draws of :func:`_walk_one` for one seed whose walks all can step (the seed has a group;
@@ -332,10 +371,7 @@ def walk_topk_range(
     only the order in which visits are recorded differs, and the counts do not depend on it. Each row's
     visits are then counted and ranked by :func:`_topk_one`.
     """
-    always_stop = restart_prob >= 1.0
-    threshold = np.uint64(0)
-    if not always_stop:
-        threshold = np.uint64(restart_prob * 18446744073709549568.0)
+    always_stop, threshold = _restart_threshold(restart_prob)
     base = _splitmix64(np.uint64(key))
     L = walk_length
     max_visits = num_walks * L
@@ -347,13 +383,7 @@ def walk_topk_range(
     scratch = np.empty((5, cap), dtype=np.int64)
     act, node, origin, s0, s1 = scratch[0], scratch[1], scratch[2], scratch[3], scratch[4]
     slot = np.empty(_LANES, dtype=np.int64)
-    visits = np.empty(max_visits, dtype=np.int64)
-    keys = np.empty(max_visits, dtype=np.int64)
-    table_size = 1
-    while table_size < 2 * max_visits:
-        table_size *= 2
-    table_items = np.full(table_size, -1, dtype=np.int64)
-    table_counts = np.zeros(table_size, dtype=np.int32)
+    ranking = _rank_scratch(max_visits)
     for g0 in range(start, stop, per_group):
         g1 = min(stop, g0 + per_group)
         vis[:(g1 - g0) * max_visits] = -1
@@ -376,13 +406,7 @@ def walk_topk_range(
                 break
             m = _level(m, h, L, act, node, origin, bits, hops, vis, s0, s1,
                        item_indptr, item_groups, group_indptr, group_items, item_alias, group_alias)
-        for sb in range(g1 - g0):
-            nv = 0
-            for i in range(sb * max_visits, (sb + 1) * max_visits):
-                v = vis[i]
-                visits[nv] = v
-                nv += np.int64(v >= 0)
-            nout[g0 + sb] = _topk_one(visits, nv, table_items, table_counts, keys, nbr[g0 + sb], cnt[g0 + sb])
+        _rank_rows(vis, g1 - g0, g0, max_visits, ranking, nbr, cnt, nout)
 
 
 @nb.njit(cache=True, inline="always")

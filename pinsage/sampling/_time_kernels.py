@@ -11,7 +11,9 @@ import numba as nb
 import numpy as np
 
 from pinsage.graph.time_index import band_of, prefix_below, record_count, record_start
-from pinsage.sampling._kernels import _GOLDEN, _below, _next, _splitmix64, _topk_one
+from pinsage.sampling._kernels import (
+    _GOLDEN, _below, _next, _rank_rows, _rank_scratch, _restart_threshold, _splitmix64,
+)
 
 #: walks advanced together, hop level by hop level (seeds are grouped up to about this many walks)
 _WALKS_PER_GROUP = 512
@@ -100,10 +102,7 @@ def walk_topk_before_range(
     edges), so the loads of hundreds of walks are in flight together. Writes rows ``start..stop-1`` of
     ``nbr (B, T)`` (pre-filled with -1), ``cnt (B, T)`` and ``nout (B,)``. Releases the GIL.
     """
-    always_stop = restart_prob >= 1.0
-    threshold = np.uint64(0)
-    if not always_stop:
-        threshold = np.uint64(restart_prob * 18446744073709549568.0)
+    always_stop, threshold = _restart_threshold(restart_prob)
     base = _splitmix64(np.uint64(key))
     L = walk_length
     max_visits = num_walks * L
@@ -115,13 +114,7 @@ def walk_topk_before_range(
     act, node, origin, band, bound, s0, s1, s2, slot = (scratch[0], scratch[1], scratch[2], scratch[3], scratch[4],
                                                        scratch[5], scratch[6], scratch[7], scratch[8])
     draw = np.empty(cap, dtype=np.uint64)
-    visits = np.empty(max_visits, dtype=np.int64)
-    keys = np.empty(max_visits, dtype=np.int64)
-    table_size = 1
-    while table_size < 2 * max_visits:
-        table_size *= 2
-    table_items = np.full(table_size, -1, dtype=np.int64)
-    table_counts = np.zeros(table_size, dtype=np.int32)
+    ranking = _rank_scratch(max_visits)
     for g0 in range(start, stop, per_group):
         g1 = min(stop, g0 + per_group)
         vis[:(g1 - g0) * max_visits] = -1
@@ -173,10 +166,4 @@ def walk_topk_before_range(
                 bound[m2] = bound[t]
                 m2 += np.int64(live)
             m = m2
-        for sb in range(g1 - g0):
-            nv = 0
-            for i in range(sb * max_visits, (sb + 1) * max_visits):
-                v = vis[i]
-                visits[nv] = v
-                nv += np.int64(v >= 0)
-            nout[g0 + sb] = _topk_one(visits, nv, table_items, table_counts, keys, nbr[g0 + sb], cnt[g0 + sb])
+        _rank_rows(vis, g1 - g0, g0, max_visits, ranking, nbr, cnt, nout)

@@ -27,7 +27,9 @@ import numba as nb
 import numpy as np
 
 from pinsage.graph._compressed_kernels import BLOCK, BLOCK_SHIFT, _field, bit_raw, bit_read, gap_sum, node_entry
-from pinsage.sampling._kernels import _GOLDEN, _LANES, _below, _schedule, _splitmix64, _topk_one
+from pinsage.sampling._kernels import (
+    _GOLDEN, _LANES, _below, _rank_rows, _rank_scratch, _restart_threshold, _schedule, _splitmix64,
+)
 from pinsage.sampling.importance import ImportanceSampler
 
 if TYPE_CHECKING:
@@ -130,22 +132,13 @@ def walk_topk_range_compressed(
     (:func:`pinsage.sampling._kernels._schedule`), then the group's walks advance hop level by hop level,
     all walks alive at a level in one :func:`_half_step` per direction. Releases the GIL.
     """
-    always_stop = restart_prob >= 1.0
-    threshold = np.uint64(0)
-    if not always_stop:
-        threshold = np.uint64(restart_prob * 18446744073709549568.0)
+    always_stop, threshold = _restart_threshold(restart_prob)
     key_base = _splitmix64(np.uint64(key))
     max_visits = num_walks * walk_length
     per_group = max(1, _WALKS_PER_GROUP // num_walks)
     cap = per_group * num_walks
     vis = np.empty(cap * walk_length, dtype=np.int64)  # walk w's hop h: vis[w * walk_length + h], -1 if none
-    visits = np.empty(max_visits, dtype=np.int64)
-    keys = np.empty(max_visits, dtype=np.int64)
-    table_size = 1
-    while table_size < 2 * max_visits:
-        table_size *= 2
-    table_items = np.full(table_size, -1, dtype=np.int64)
-    table_counts = np.zeros(table_size, dtype=np.int32)
+    ranking = _rank_scratch(max_visits)
     bits = np.empty(cap * walk_length, dtype=np.uint64)
     hops = np.zeros(cap, dtype=np.int64)
     scratch = np.empty((10, cap), dtype=np.int64)
@@ -190,13 +183,7 @@ def walk_topk_range_compressed(
                 origin[m2] = o
                 m2 += np.int64(hops[wk] > h + 1)
             m = m2
-        for sb in range(g1 - g0):
-            nv = 0
-            for i in range(sb * max_visits, (sb + 1) * max_visits):
-                v = vis[i]
-                visits[nv] = v
-                nv += np.int64(v >= 0)
-            nout[g0 + sb] = _topk_one(visits, nv, table_items, table_counts, keys, nbr[g0 + sb], cnt[g0 + sb])
+        _rank_rows(vis, g1 - g0, g0, max_visits, ranking, nbr, cnt, nout)
 
 
 class CompressedSampler(ImportanceSampler):
