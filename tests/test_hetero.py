@@ -262,6 +262,55 @@ def test_mixed_visits_match_the_exact_expectation(L, r, probs, weighted):
     assert np.abs(only_click - exact_mixed_visits(As, np.array(probs), 0, L, r)[0]).max() > 0.05
 
 
+def test_relation_tables_pick_members_with_renormalised_probabilities():
+    """The branch-free choice ``sum_k [x > cum[m, k]]`` (k < R - 1) over a draw x in [1, 2**64) gives a
+    member of every mask, with the probabilities renormalised over it; the extreme draws stay in the mask."""
+    from pinsage.sampling._metapath_kernels import relation_tables
+    probs = np.array([0.5, 0.0, 0.2, 0.3])
+    stepped, cum = relation_tables(probs)
+    assert stepped == 0b1101 and cum.shape == (16, 4) and cum.dtype == np.uint64
+    assert (cum[:, -1] == np.uint64(2**64 - 1)).all()
+    xs = np.random.default_rng(0).integers(1, 2**63, 200_000, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    for m in range(1, 16):
+        mask = m & int(stepped)
+        if mask == 0:
+            continue
+        members = [r for r in range(4) if mask >> r & 1]
+        for x in (np.uint64(1), np.uint64(2**64 - 1)):
+            assert sum(int(x > cum[mask, k]) for k in range(3)) in members
+        r = (xs[:, None] > cum[mask, :3][None, :]).sum(1)
+        freq = np.bincount(r, minlength=4) / len(xs)
+        want = np.zeros(4)
+        want[members] = probs[members] / probs[members].sum()
+        assert np.abs(freq - want).max() < 0.005, (mask, freq, want)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_three_relations_match_the_exact_expectation(weighted):
+    rng = np.random.default_rng(11)
+    n_items = 14
+    def rel(n_other, n_rows, col):
+        return pd.DataFrame({col: rng.integers(0, n_other, n_rows), "item": rng.integers(0, n_items, n_rows),
+                             "w": rng.integers(1, 5, n_rows).astype(float)})
+    f = {"click": rel(8, 40, "user"), "buy": rel(8, 15, "user"), "tag": rel(4, 14, "tag")}
+    g = HeteroGraph.from_pandas(f, other_col={"click": "user", "buy": "user", "tag": "tag"},
+                                weight_col="w" if weighted else None)
+    As = [relation_weights(g, n, weighted) for n in g.relations]
+    probs = np.array([0.5, 0.3, 0.2])
+    mix = dict(zip(g.relations, probs))
+    W, L, r = 200_000, 3, 0.4
+    kw = dict(num_walks=W, walk_length=L, restart_prob=r, num_neighbors=g.num_items, seed=5, weighted=weighted)
+    deg = g.relation_degree()
+    seeds = np.array([np.flatnonzero((deg > 0).all(1))[0], np.flatnonzero((deg > 0).sum(1) == 2)[0],
+                      np.flatnonzero((deg > 0).sum(1) == 1)[0]])
+    merged = MetapathSampler(g, mix, **kw)(torch.from_numpy(seeds), key=0)
+    assert_visits_match(merged, seeds, lambda s: exact_mixed_visits(As, probs, s, L, r)[0], g.num_items, W, L)
+    per = MetapathSampler(g, mix, merge=False, **kw)(torch.from_numpy(seeds), key=1)
+    for k, name in enumerate(g.relations):
+        assert_visits_match(per[name], seeds, lambda s: exact_mixed_visits(As, probs, s, L, r)[1][k],
+                            g.num_items, W, L)
+
+
 def test_per_relation_counts_add_up_to_the_merged_ones():
     g = two_relations(2, n_items=25, n_click=80, n_tag_rows=40)
     n = g.num_items

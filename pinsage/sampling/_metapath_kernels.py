@@ -1,31 +1,87 @@
 """Compiled (numba) kernel of the mixed-relation walk: random walks with restart over the packed relations of a
 :class:`~pinsage.graph.HeteroGraph`, each hop through a relation drawn with per-relation probabilities.
 
-The random stream is the one of :func:`pinsage.sampling._kernels.walk_topk_range` (splitmix64 seeding a
-xorshift64* stream per row; the same draws for the hop and the restart), plus one draw for the relation at
-hops where the current item has edges in more than one relation. Where it has edges in one relation only
-(always, in a one-relation graph) no draw is made, so a one-relation walk is bit for bit the
-single-relation sampler's.
+Random streams. A row's hop and restart draws are those of :func:`pinsage.sampling._kernels.walk_topk_range`
+(splitmix64 seeding one xorshift64* stream per row, consumed in the lane order of
+:func:`pinsage.sampling._kernels._walk_one`): they do not depend on the graph, because every item a walk
+reaches has an edge in the relation it was reached through, so only the seed can stop a walk early.
+The relation of hop ``h`` of walk ``w`` is drawn from a second, counter-based stream:
+``splitmix64(rel_key + (w * walk_length + h) * golden)`` with ``rel_key`` derived from the row's key
+(the SplitMix64 sequence of the row, one value per (walk, hop)). That draw is made at every hop, whether
+or not the item has edges in several relations; it never touches the first stream, so where a walk's
+items have edges in one relation only its path is the single-relation sampler's, bit for bit. A row's
+result depends only on ``(key, row id)``.
+
+Schedule (as :func:`pinsage.sampling._kernels.walk_topk_range`): rows go in groups of about
+``_WALKS_PER_GROUP`` walks whose hop and restart draws are replayed first; then all the group's walks
+advance hop level by hop level, one pass per dependent memory load (the item's interleaved offsets of all
+relations, read for its mask of relations; the relation choice, from cached data only; item -> other node
+entry; the other node's offsets; other node -> item entry), so the cache misses of hundreds of walks are in
+flight together. Each pass prefetches the address the next pass will read (``llvm.prefetch``, which never
+waits for its data), so a pass's loads mostly hit and its misses do not stall it.
 """
 from __future__ import annotations
 
+import llvmlite.binding as llvm_binding
 import numba as nb
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
-from pinsage.sampling._kernels import _GOLDEN, _below, _next, _splitmix64, _topk_one
+from pinsage.sampling._kernels import (
+    _GOLDEN, _LANES, _below, _next, _rank_scratch, _restart_threshold, _schedule, _splitmix64, _topk_one,
+)
 
-_LANES = 16  # as the single-relation kernel: the lanes' order of draws is part of the stream
 MAX_RELATIONS = 12  # the choice tables have 2**R rows
+#: walks advanced together, hop level by hop level (seeds are grouped up to about this many walks)
+_WALKS_PER_GROUP = 512
+#: mixed into a row's key to seed its relation stream (any odd constant apart from the others)
+_RELATION_SALT = 0xD1B54A32D192ED03
 
 
-def relation_tables(probs: np.ndarray) -> tuple[np.int64, np.ndarray, np.ndarray]:
+#: LLVM names the prefetch intrinsic by its pointer type: ``p0`` (opaque pointers, LLVM 15 and later), else ``p0i8``
+_PREFETCH = "llvm.prefetch.p0" if llvm_binding.llvm_version_info[0] >= 15 else "llvm.prefetch.p0i8"
+
+
+def _prefetch_codegen(context, builder, signature, args):
+    """``llvm.prefetch`` (read, high locality, data) of the element at indices ``args[1:]`` (the rest 0)."""
+    aryty = signature.args[0]
+    ary = context.make_array(aryty)(context, builder, args[0])
+    idx = list(args[1:]) + [context.get_constant(types.intp, 0)] * (aryty.ndim - len(args) + 1)
+    ptr = cgutils.get_item_pointer(context, builder, aryty, ary, idx, wraparound=False)
+    i8p = ir.IntType(8).as_pointer()
+    i32 = ir.IntType(32)
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                        _PREFETCH)
+    builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+    return context.get_dummy_value()
+
+
+@intrinsic
+def _prefetch(typingctx, arr, idx):
+    """Hint the CPU to bring ``arr[idx]`` (1-D, ``idx`` in bounds) into the cache: a prefetch does not wait
+    for its data (it never blocks the instructions after it), so a pass can start the loads of the next pass
+    for hundreds of walks at once instead of stalling on each."""
+    return types.void(arr, idx), _prefetch_codegen
+
+
+@intrinsic
+def _prefetch_row(typingctx, arr, i):
+    """As :func:`_prefetch` for the start of row ``i`` of a C-ordered 2-D array."""
+    return types.void(arr, i), _prefetch_codegen
+
+
+def relation_tables(probs: np.ndarray) -> tuple[np.int64, np.ndarray]:
     """Tables of the relation choice for probabilities ``probs`` ``(R,)`` (``R <= MAX_RELATIONS``):
 
     * ``stepped``: the bit mask of the relations with ``probs > 0``;
-    * ``only`` ``(2**R,)`` int64: for a mask of relations with one bit, that relation; else -1;
     * ``cum`` ``(2**R, R)`` uint64: for each mask, the cumulative probabilities renormalised over its relations
-      as thresholds ``floor(F * 2**64)`` (relations outside the mask repeat the previous value; the mask's
-      last relation takes the rest), so a relation is one 64-bit comparison per candidate, no float math.
+      as thresholds ``floor(F * 2**64)``; relations before the mask's first one have 0, the mask's last one
+      and all after it ``2**64 - 1``. A draw ``x`` in ``[1, 2**64)`` picks the relation
+      ``sum_r [x > cum[m, r]]`` (the first with ``x <= cum[m, r]``), a member of ``m`` with its renormalised
+      probability: one 64-bit comparison per relation, no float math and no branch.
     """
     R = len(probs)
     if R > MAX_RELATIONS:
@@ -38,10 +94,8 @@ def relation_tables(probs: np.ndarray) -> tuple[np.int64, np.ndarray, np.ndarray
     frac = np.cumsum(np.divide(p, total, out=np.zeros_like(p), where=total > 0), axis=1)
     cum = np.minimum(np.floor(frac * 18446744073709551616.0), 18446744073709549568.0).astype(np.uint64)
     last = np.where(member.any(1), R - 1 - np.argmax(member[:, ::-1], axis=1), 0)
-    cum[member.any(1), last[member.any(1)]] = np.uint64(0xFFFFFFFFFFFFFFFF)
-    counts = member.sum(1)
-    only = np.where(counts == 1, np.argmax(member, axis=1), -1).astype(np.int64)
-    return stepped, only, cum
+    cum[np.arange(R)[None, :] >= last[:, None]] = np.uint64(0xFFFFFFFFFFFFFFFF)
+    return stepped, cum
 
 
 @nb.njit(cache=True, inline="always")
@@ -57,119 +111,107 @@ def _pick_alias(adj, alias, lo, deg, bits32):
 
 
 @nb.njit(cache=True, inline="always")
-def _usable(item_total, r, c):
-    """Whether a weighted walk can leave item ``c`` through relation ``r`` (positive total walk weight);
-    always for uniform walks (``item_total`` None)."""
-    if item_total is None:
-        return True
-    return item_total[c, r] > 0.0
-
-
-@nb.njit(cache=True, inline="always")
 def _edge_mask(c, item_indptr, stepped, item_total):
-    """Bit ``r`` set where item ``c`` has a (usable) edge in relation ``r`` and ``r`` is stepped through."""
+    """Bit ``r`` set where item ``c`` has an edge in relation ``r`` (weighted walks: of positive total walk
+    weight, ``item_total`` ``(N, R)``; None for uniform walks) and ``r`` is stepped through."""
     mask = np.int64(0)
     for r in range(item_indptr.shape[1]):
-        if item_indptr[c + 1, r] > item_indptr[c, r] and _usable(item_total, r, c):
-            mask |= np.int64(1) << r
+        ok = item_indptr[c + 1, r] > item_indptr[c, r]
+        if item_total is not None:
+            ok = ok and item_total[c, r] > 0.0
+        mask |= np.int64(ok) << r
     return mask & stepped
 
 
 @nb.njit(cache=True, inline="always")
-def _choose(c, state, item_indptr, stepped, only, cum, item_total):
-    """The relation of the next hop from item ``c``: ``(r, lo, deg, new state)`` with ``c``'s edges in
-    ``r`` at ``lo..lo + deg`` (relation-local), or ``r = -1`` when no stepped relation has a usable edge.
+def _level(m, h, L, act, node, origin, rel, bits, hops, rkey, vis, vrel, per_relation, s0, s1,
+           item_indptr, item_others, edge_base, other_indptr, other_base, other_items,
+           item_alias, other_alias, item_total, stepped, cum):
+    """Hop ``h`` of the ``m`` live walks ``act[:m]`` standing on ``node[:m]``, from seeds ``origin[:m]``:
+    the relation from the walk's relation draw ``splitmix64(rkey[w] + h * golden)`` and the item's mask of
+    relations (:func:`relation_tables`), then item -> other node -> item with the draw
+    ``bits[w * L + h]`` (high half: the other node, low half: the item; by the alias tables when
+    ``item_alias`` is given). Writes the item reached to ``vis[w * L + h]`` (-1 when it is the seed) and,
+    when ``per_relation``, the relation to ``vrel[w * L + h]``. Returns the live walks' count, compacted
+    to the front of ``act``, ``node``, ``origin`` in their order.
 
-    The relations where ``c`` has edges form a bit mask ``m``; ``only[m]`` is the relation when ``m`` has one
-    bit (no draw then), else -1, and ``r`` is drawn by the cumulative
-    probabilities renormalised over ``m``, as 64-bit thresholds; see :func:`relation_tables`): the first with
-    ``bits <= cum[m, r]``."""
-    m = _edge_mask(c, item_indptr, stepped, item_total)
-    if m == 0:
-        return np.int64(-1), np.int64(0), np.int64(0), state
-    r = only[m]
-    if r < 0:
-        state, bits = _next(state)
+    One pass per dependent load (the item's offsets in every relation, read for its mask; the relation
+    choice; item -> other node entry; the other node's offsets; other node -> item entry). Each pass that
+    knows the address the next pass will read prefetches it (the last one, the next level's item offsets),
+    so a pass's own loads mostly hit the cache and its misses, started by the pass before without waiting,
+    are in flight for all the walks at once."""
+    R = item_indptr.shape[1]
+    golden = np.uint64(_GOLDEN)
+    hh = np.uint64(h) * golden
+    for t in range(m):  # the item's offsets in every relation (one cache line): its mask of relations
+        s1[t] = _edge_mask(node[t], item_indptr, stepped, item_total)
+    for t in range(m):  # the relation choice (cached reads only, so the pass above keeps many misses in flight)
+        c = node[t]
+        mask = s1[t]
+        x = _splitmix64(rkey[act[t]] + hh) | np.uint64(1)
         r = np.int64(0)
-        # xorshift64* never outputs 0 (a nonzero state times an odd constant), so ``bits <= 0`` never picks a
-        # relation before the mask's first one, and the mask's last one (threshold 2**64 - 1) always ends the scan
-        while bits > cum[m, r]:
-            r += 1
-    lo = item_indptr[c, r]
-    return r, lo, item_indptr[c + 1, r] - lo, state
-
-
-@nb.njit(cache=True, inline="always")
-def _hop_rel(r, lo, deg, state, item_others, edge_base, other_indptr, other_base, other_items,
-             item_alias, other_alias):
-    """One item -> other node -> item step through relation ``r`` from an item whose edges there are
-    ``lo..lo + deg`` (``deg >= 1``), with the draws of :func:`pinsage.sampling._kernels._step`: one 64-bit
-    draw, its top half for the other node, its bottom half for the item (uniform, or by the alias tables
-    when ``item_alias`` is given)."""
-    eb = edge_base[r]
-    state, bits = _next(state)
-    if item_alias is None:
-        g = np.int64(item_others[eb + lo + _below(bits, deg)])
-    else:
-        g = _pick_alias(item_others, item_alias, eb + lo, deg, bits >> np.uint64(32))
-    gi = other_base[r] + g
-    glo = other_indptr[gi]
-    gdeg = other_indptr[gi + 1] - glo
-    if item_alias is None:
-        return np.int64(other_items[eb + glo + _below(bits << np.uint64(32), gdeg)]), state
-    return _pick_alias(other_items, other_alias, eb + glo, gdeg, bits & np.uint64(0xFFFFFFFF)), state
-
-
-@nb.njit(cache=True, nogil=True)
-def _walk_one_mixed(s, state, item_indptr, item_others, edge_base, other_indptr, other_base, other_items,
-                    item_alias, other_alias, item_total, stepped, only, cum, per_relation,
-                    num_walks, walk_length, threshold, always_stop, visits, vrel):
-    """Run the walks of seed ``s``; write the visited items (seed excluded) to ``visits`` and, when
-    ``per_relation``, the relation of the hop that reached each to ``vrel``; return their count."""
-    nv = 0
-    if _edge_mask(s, item_indptr, stepped, item_total) == 0:
-        return 0
-    cur = np.empty(_LANES, dtype=np.int64)
-    for w0 in range(0, num_walks, _LANES):
-        lanes = min(_LANES, num_walks - w0)
-        for j in range(lanes):
-            cur[j] = s
-        alive = lanes
-        for _h in range(walk_length):
-            if alive == 0:
-                break
-            j = 0
-            while j < alive:
-                c = cur[j]
-                r, lo, deg, state = _choose(c, state, item_indptr, stepped, only, cum, item_total)
-                if r < 0:
-                    alive -= 1
-                    cur[j] = cur[alive]
-                    continue
-                nxt, state = _hop_rel(r, lo, deg, state, item_others, edge_base, other_indptr,
-                                      other_base, other_items, item_alias, other_alias)
-                if nxt != s:
-                    visits[nv] = nxt
-                    if per_relation:
-                        vrel[nv] = r
-                    nv += 1
-                stop = always_stop
-                if not stop:
-                    state, bits = _next(state)
-                    stop = bits < threshold
-                if stop:
-                    alive -= 1
-                    cur[j] = cur[alive]
-                else:
-                    cur[j] = nxt
-                    j += 1
-    return nv
+        for k in range(R - 1):  # cum[mask, R - 1] is 2**64 - 1 for every mask
+            r += np.int64(x > cum[mask, k])
+        lo = item_indptr[c, r]
+        deg = item_indptr[c + 1, r] - lo
+        lo += edge_base[r]
+        s0[t] = lo
+        s1[t] = deg
+        rel[t] = r
+        x = bits[act[t] * L + h]
+        if item_alias is None:
+            _prefetch(item_others, lo + _below(x, deg))
+        else:
+            e = lo + np.int64(((x >> np.uint64(32)) * np.uint64(deg)) >> np.uint64(32))  # _pick_alias's slot
+            _prefetch(item_others, e)
+            _prefetch(item_alias, e)
+    for t in range(m):  # item -> other node
+        x = bits[act[t] * L + h]
+        if item_alias is None:
+            g = np.int64(item_others[s0[t] + _below(x, s1[t])])
+        else:
+            g = _pick_alias(item_others, item_alias, s0[t], s1[t], x >> np.uint64(32))
+        s0[t] = other_base[rel[t]] + g
+        _prefetch(other_indptr, s0[t])
+    for t in range(m):  # the other node's offsets
+        gi = s0[t]
+        lo = edge_base[rel[t]] + other_indptr[gi]
+        deg = other_indptr[gi + 1] - other_indptr[gi]
+        s0[t] = lo
+        s1[t] = deg
+        x = bits[act[t] * L + h]
+        if other_alias is None:
+            _prefetch(other_items, lo + _below(x << np.uint64(32), deg))
+        else:
+            e = lo + np.int64(((x & np.uint64(0xFFFFFFFF)) * np.uint64(deg)) >> np.uint64(32))
+            _prefetch(other_items, e)
+            _prefetch(other_alias, e)
+    m2 = 0
+    for t in range(m):  # other node -> item
+        wk = act[t]
+        x = bits[wk * L + h]
+        if other_alias is None:
+            v = np.int64(other_items[s0[t] + _below(x << np.uint64(32), s1[t])])
+        else:
+            v = _pick_alias(other_items, other_alias, s0[t], s1[t], x & np.uint64(0xFFFFFFFF))
+        o = origin[t]
+        vis[wk * L + h] = v if v != o else np.int64(-1)
+        if per_relation:
+            vrel[wk * L + h] = rel[t]
+        act[m2] = wk
+        node[m2] = v
+        origin[m2] = o
+        _prefetch_row(item_indptr, v)  # for the next level's first pass
+        if item_total is not None:
+            _prefetch_row(item_total, v)
+        m2 += np.int64(hops[wk] > h + 1)
+    return m2
 
 
 @nb.njit(cache=True, nogil=True)
 def metapath_topk_range(
     seeds, item_indptr, item_others, edge_base, other_indptr, other_base, other_items,
-    item_alias, other_alias, item_total, stepped, only, cum,
+    item_alias, other_alias, item_total, stepped, cum,
     num_walks, walk_length, restart_prob, key, row_ids, nbr, cnt, nout, start, stop,
 ):
     """Visit counts of mixed-relation walks with restart, top-T per seed (and relation), rows ``start..stop-1``.
@@ -180,52 +222,85 @@ def metapath_topk_range(
             ``item_indptr`` ``(N + 1, R)`` int64, ``edge_base`` / ``other_base`` ``(R + 1,)`` int64.
         item_alias, other_alias: ``(E,)`` uint64 alias tables of every relation, packed like ``item_others``
             and ``other_items`` (weighted steps), ``item_total`` ``(N, R)`` float32; three Nones for uniform steps.
-        stepped, only, cum: the relation-choice tables of :func:`relation_tables`.
+        stepped, cum: the relation-choice tables of :func:`relation_tables`.
         num_walks, walk_length, restart_prob: as :func:`pinsage.sampling._kernels.walk_topk_range`.
-        key, row_ids: row ``b``'s stream depends only on ``(key, row_ids[b])``.
+        key, row_ids: row ``b``'s streams depend only on ``(key, row_ids[b])`` (see the module doc).
         nbr: ``(R', B, T)`` int64 pre-filled with -1 (``R' = 1``: visits merged over the relations;
             ``R' = R``: counted per relation of the hop that reached the item); ``cnt`` ``(R', B, T)`` int32 zeros; ``nout`` ``(R', B)``
             int64: the top-T items by (count desc, index asc), their counts, and how many per row.
 
     Releases the GIL: call it from several Python threads on disjoint ranges.
     """
-    always_stop = restart_prob >= 1.0
-    threshold = np.uint64(0)
-    if not always_stop:
-        threshold = np.uint64(restart_prob * 18446744073709549568.0)
+    always_stop, threshold = _restart_threshold(restart_prob)
     base = _splitmix64(np.uint64(key))
+    golden = np.uint64(_GOLDEN)
     rows = nbr.shape[0]
-    max_visits = num_walks * walk_length
-    visits = np.empty(max_visits, dtype=np.int64)
-    vrel = np.empty(max_visits if rows > 1 else 0, dtype=np.int8)
-    split = np.empty(max_visits if rows > 1 else 0, dtype=np.int64)
+    per_relation = rows > 1
+    L = walk_length
+    max_visits = num_walks * L
+    per_group = max(1, _WALKS_PER_GROUP // num_walks)
+    cap = per_group * num_walks
+    bits = np.empty(cap * L, dtype=np.uint64)
+    rkey = np.empty(cap, dtype=np.uint64)
+    vis = np.empty(cap * L, dtype=np.int64)
+    vrel = np.zeros(cap * L if per_relation else 0, dtype=np.int8)
+    hops = np.zeros(cap, dtype=np.int64)
+    scratch = np.empty((6, cap), dtype=np.int64)
+    act, node, origin, rel, s0, s1 = scratch[0], scratch[1], scratch[2], scratch[3], scratch[4], scratch[5]
+    slot = np.empty(_LANES, dtype=np.int64)
+    visits, keys, table_items, table_counts = _rank_scratch(max_visits)
+    vr = np.empty(max_visits if per_relation else 0, dtype=np.int8)
+    split = np.empty(max_visits if per_relation else 0, dtype=np.int64)
     starts = np.zeros(rows + 1, dtype=np.int64)
-    keys = np.empty(max_visits, dtype=np.int64)
-    table_size = 1
-    while table_size < 2 * max_visits:
-        table_size *= 2
-    table_items = np.full(table_size, -1, dtype=np.int64)
-    table_counts = np.zeros(table_size, dtype=np.int32)
-    for b in range(start, stop):
-        state = _splitmix64(base ^ (np.uint64(row_ids[b] + 1) * np.uint64(_GOLDEN))) | np.uint64(1)
-        nv = _walk_one_mixed(seeds[b], state, item_indptr, item_others, edge_base, other_indptr, other_base,
-                             other_items, item_alias, other_alias, item_total, stepped, only, cum, rows > 1,
-                             num_walks, walk_length, threshold, always_stop, visits, vrel)
-        if rows == 1:
-            nout[0, b] = _topk_one(visits, nv, table_items, table_counts, keys, nbr[0, b], cnt[0, b])
-            continue
-        # per relation: a counting sort of the visits by relation, then top-T of each part
-        starts[:] = 0
-        for i in range(nv):
-            starts[vrel[i] + 1] += 1
-        for r in range(rows):
-            starts[r + 1] += starts[r]
-        for i in range(nv):
-            r = vrel[i]
-            split[starts[r]] = visits[i]
-            starts[r] += 1
-        lo = 0
-        for r in range(rows):
-            hi = starts[r]
-            nout[r, b] = _topk_one(split[lo:hi], hi - lo, table_items, table_counts, keys, nbr[r, b], cnt[r, b])
-            lo = hi
+    for g0 in range(start, stop, per_group):
+        g1 = min(stop, g0 + per_group)
+        vis[:(g1 - g0) * max_visits] = -1
+        m = 0  # live walks: act[:m] (walk ids), node[:m] (where they stand), origin[:m] (their seed)
+        for sb in range(g1 - g0):
+            b = g0 + sb
+            s = np.int64(seeds[b])
+            if _edge_mask(s, item_indptr, stepped, item_total) == 0:
+                continue  # no step can be taken: an empty neighbourhood
+            row = _splitmix64(base ^ (np.uint64(row_ids[b] + 1) * golden))
+            w_base = sb * num_walks
+            _schedule(row | np.uint64(1), num_walks, L, threshold, always_stop, bits, hops, w_base, slot)
+            rk = _splitmix64(row ^ np.uint64(_RELATION_SALT))
+            for w in range(num_walks):
+                rkey[w_base + w] = rk + np.uint64(w * L) * golden
+                act[m] = w_base + w
+                node[m] = s
+                origin[m] = s
+                m += 1
+        for h in range(L):
+            if m == 0:
+                break
+            m = _level(m, h, L, act, node, origin, rel, bits, hops, rkey, vis, vrel, per_relation, s0, s1,
+                       item_indptr, item_others, edge_base, other_indptr, other_base, other_items,
+                       item_alias, other_alias, item_total, stepped, cum)
+        for sb in range(g1 - g0):
+            b = g0 + sb
+            nv = 0
+            for i in range(sb * max_visits, (sb + 1) * max_visits):
+                v = vis[i]
+                visits[nv] = v
+                if per_relation:
+                    vr[nv] = vrel[i]
+                nv += np.int64(v >= 0)
+            if not per_relation:
+                nout[0, b] = _topk_one(visits, nv, table_items, table_counts, keys, nbr[0, b], cnt[0, b])
+                continue
+            # per relation: a counting sort of the visits by relation, then top-T of each part
+            starts[:] = 0
+            for i in range(nv):
+                starts[vr[i] + 1] += 1
+            for r in range(rows):
+                starts[r + 1] += starts[r]
+            for i in range(nv):
+                r = vr[i]
+                split[starts[r]] = visits[i]
+                starts[r] += 1
+            lo = 0
+            for r in range(rows):
+                hi = starts[r]
+                nout[r, b] = _topk_one(split[lo:hi], hi - lo, table_items, table_counts, keys, nbr[r, b], cnt[r, b])
+                lo = hi

@@ -74,9 +74,11 @@ class MetapathSampler:
     top ``num_neighbors`` by the visits of that relation's hops (relations of probability 0 are left out).
 
     Calls are reproducible: the stream depends on ``seed``, the call's ``key`` (by default a counter of
-    calls) and the row id only, never on ``num_threads``. With one relation (or one relation of positive
-    probability in every item's reach) the result is bit for bit :class:`~pinsage.sampling.ImportanceSampler`'s
-    on that relation's graph with the same ``seed`` and ``key``.
+    calls) and the row id only, never on ``num_threads`` or the other rows of the call. The hop and restart
+    draws are :class:`~pinsage.sampling.ImportanceSampler`'s; each hop's relation is drawn from a second,
+    counter-based stream keyed by (row, walk, hop) (:mod:`pinsage.sampling._metapath_kernels`). With one
+    relation (or one relation of positive probability in every item's reach) the result is bit for bit
+    :class:`~pinsage.sampling.ImportanceSampler`'s on that relation's graph with the same ``seed`` and ``key``.
 
     Example:
         >>> import pandas as pd, torch
@@ -198,8 +200,9 @@ class MetapathSampler:
         nout = np.zeros((rows, B), dtype=np.int64)
         stepped = np.flatnonzero(self.probs > 0)
         if len(stepped) == 1:
-            # one relation: its walks are the single-relation sampler's, bit for bit (no relation draw is
-            # ever made), so run that kernel on the relation's own arrays
+            # one relation: its walks are the single-relation sampler's, bit for bit (the mixed kernel's
+            # relation draws come from a stream of their own and choose nothing here), so run that kernel on
+            # the relation's own arrays
             r = int(stepped[0])
             rel = g.relation(g.relations[r])
             row = 0 if self.merge else r
