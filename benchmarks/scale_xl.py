@@ -104,6 +104,86 @@ def child_sample(store: str, seconds: float, repeats: int) -> dict:
     return {"seeds_per_s": out, "mem": mem.as_dict()}
 
 
+def child_train(folder: str, n_items: int, n_users: int, pairs: int, feature_dim: int) -> dict:
+    """One epoch of ``pairs`` positive pairs on the plain graph built from the edge files: content-only node
+    inputs (a fixed random ``feature_dim``-d vector per item standing in for content features, plus the log
+    degree; no id table), neighbourhoods sampled per batch by ``ImportanceSampler`` (10 walks, T = 10),
+    the default model otherwise (K = 1, hidden 128, 64-d), sampled softmax over 500 shared easy negatives,
+    batches of 512 built by one DataLoader worker. Reports build time, pairs/s and the process tree's
+    peak RSS (sampled every 0.5 s; the worker included)."""
+    import threading
+
+    import torch
+
+    from memory import tree_memory  # benchmarks/memory.py: RSS of the process tree
+    from pinsage.config import ModelConfig, TrainConfig
+    from pinsage.features.structural import log_degree_feature
+    from pinsage.graph import InteractionGraph
+    from pinsage.nn.model import PinSage
+    from pinsage.sampling import ImportanceSampler
+    from pinsage.train.loader import PairBatchDataset, make_loader
+    from pinsage.train.trainer import make_optimizer, pair_batch_loss
+
+    peak = {"rss": 0}
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.wait(0.5):
+            peak["rss"] = max(peak["rss"], tree_memory(os.getpid())[0])
+
+    threading.Thread(target=poll, daemon=True).start()
+    t0 = time.perf_counter()
+    files = sorted(Path(folder).glob("edges-*.npy"))
+    total = sum(np.load(f, mmap_mode="r").shape[0] for f in files)
+    users = np.empty(total, dtype=np.int32)
+    items = np.empty(total, dtype=np.int32)
+    at = 0
+    for f in files:
+        e = np.load(f, mmap_mode="r")
+        users[at:at + len(e)], items[at:at + len(e)] = e[:, 0], e[:, 1]
+        at += len(e)
+    g = InteractionGraph.from_edges(users, items, num_groups=n_users, num_items=n_items)
+    del users, items
+    graph_s = time.perf_counter() - t0
+    rng = np.random.default_rng(0)
+    # positive pairs: a random edge's item and another random item of its group (the untimed pairs)
+    e = rng.integers(0, g.num_edges, pairs)
+    grp = np.searchsorted(g.group_indptr, e, side="right") - 1
+    lo, deg = g.group_indptr[grp], np.diff(g.group_indptr)[grp]
+    other = g.group_items[lo + rng.integers(0, deg)]
+    keep = other != g.group_items[e]
+    pair_arr = np.stack([g.group_items[e][keep], other[keep]], 1).astype(np.int32)
+    features = np.empty((n_items, feature_dim + 1), dtype=np.float32)
+    for a in range(0, n_items, 1 << 22):
+        b = min(n_items, a + (1 << 22))
+        features[a:b, :feature_dim] = np.random.default_rng([1, a]).standard_normal((b - a, feature_dim))
+    features[:, feature_dim] = log_degree_feature(g.item_degree).ravel()
+    sampler = ImportanceSampler(g, num_walks=10, walk_length=3, restart_prob=0.5, num_neighbors=10, num_threads=1)
+    cfg = TrainConfig()
+    ds = PairBatchDataset(pair_arr, n_items, sampler, 1, features, None, 512, cfg.easy_negatives, 0, 1,
+                          pairs_per_epoch=len(pair_arr))
+    model = PinSage.from_settings(n_items, feature_dim + 1, ModelConfig(id_dim=0, spectral_dim=0))
+    opt = make_optimizer(model, cfg.lr)
+    torch.set_num_threads(1)
+    setup_s = time.perf_counter() - t0 - graph_s
+    t1 = time.perf_counter()
+    n_pairs, steps, last = 0, 0, float("nan")
+    for batch in make_loader(ds, 1):
+        loss = pair_batch_loss(model(batch.blocks, batch.features), batch, cfg, 0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        n_pairs += int(batch.query.numel())
+        steps += 1
+        last = float(loss.detach())
+    train_s = time.perf_counter() - t1
+    stop.set()
+    peak["rss"] = max(peak["rss"], tree_memory(os.getpid())[0])
+    return {"graph_build_s": graph_s, "setup_s": setup_s, "graph_mb": g.nbytes / 2**20, "train_s": train_s,
+            "pairs": n_pairs, "steps": steps, "pairs_per_s": n_pairs / train_s, "last_loss": last,
+            "peak_tree_rss_mb": peak["rss"] / 2**20}
+
+
 def _run_child(*args: str) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent),
                                                         os.environ.get("PYTHONPATH", "")])}
@@ -121,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
             result = child_edges(rest[0], *map(int, rest[1:]))
         elif kind == "build":
             result = child_build(rest[0], rest[1], int(rest[2]))
+        elif kind == "train":
+            result = child_train(rest[0], *map(int, rest[1:]))
         else:
             result = child_sample(rest[0], float(rest[1]), int(rest[2]))
         print(json.dumps(result))
@@ -133,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=2.0)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--keep", action="store_true", help="keep the store and the edge files")
+    p.add_argument("--train", type=int, default=0, metavar="PAIRS",
+                   help="also train one epoch of this many pairs on the plain graph (content-only inputs)")
     p.add_argument("--out", default="bench_out/scale_xl.json")
     args = p.parse_args(argv)
     n_items, n_users, n_draws = (max(2, int(round(x * args.scale))) for x in XL)
@@ -152,6 +236,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{b['build_s']:.0f} s; {b['bytes_per_edge']:.2f} B/edge ({b['store_mb']:,.0f} MB on disk); peak RSS "
               f"{m['peak_rss_mb']:,.0f} MB (memory-mapped pages included), peak anonymous {m['peak_anon_mb']:,.0f} MB",
               flush=True)
+        if args.train:
+            report["train"] = t = _run_child("train", str(edges), str(n_items), str(n_users), str(args.train), "16")
+            print(f"train: plain graph ({t['graph_mb']:,.0f} MB) built in {t['graph_build_s']:.0f} s, inputs in "
+                  f"{t['setup_s']:.0f} s; {t['pairs']:,} pairs in {t['steps']} steps, {t['train_s']:.0f} s: "
+                  f"{t['pairs_per_s']:,.0f} pairs/s; peak RSS of the process tree {t['peak_tree_rss_mb']:,.0f} MB",
+                  flush=True)
         if not args.keep:
             shutil.rmtree(edges)
         report["sample"] = s = _run_child("sample", str(store), str(args.seconds), str(args.repeats))
