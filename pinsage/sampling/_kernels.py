@@ -14,6 +14,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from pinsage.sampling._prefetch import _prefetch
+
 _GOLDEN = 0x9E3779B97F4A7C15
 
 
@@ -305,23 +307,40 @@ def _level(m, h, walk_length, act, node, origin, bits, hops, vis, s0, s1,
 
     Four loops, one per dependent load of a step (item offsets, item -> group entry, group offsets,
     group -> item entry): within a loop the walks' loads are independent, so many cache misses are in
-    flight at once. ``s0``, ``s1``: int64 scratch of ``m`` entries."""
+    flight at once, and each loop prefetches the address the next one reads (the last, the next level's
+    item offsets), so the next loop's loads mostly hit. ``s0``, ``s1``: int64 scratch of ``m`` entries."""
     for t in range(m):
         c = node[t]
         s0[t] = item_indptr[c]
         s1[t] = item_indptr[c + 1] - s0[t]
+        x = bits[act[t] * walk_length + h]
+        k = s0[t] + _below(x, s1[t])  # the slot the next loop reads (a weighted step's alias slot too)
+        _prefetch(item_groups, k)
+        if item_alias is not None:
+            _prefetch(item_alias, k)
     if item_alias is None:
         for t in range(m):
             x = bits[act[t] * walk_length + h]
-            s0[t] = item_groups[s0[t] + _below(x, s1[t])]
+            g = item_groups[s0[t] + _below(x, s1[t])]
+            s0[t] = g
+            _prefetch(group_indptr, g)
     else:
         for t in range(m):
             x = bits[act[t] * walk_length + h]
-            s0[t] = _pick(item_groups, item_alias, s0[t], s1[t], x >> np.uint64(32))
+            g = _pick(item_groups, item_alias, s0[t], s1[t], x >> np.uint64(32))
+            s0[t] = g
+            _prefetch(group_indptr, g)
     for t in range(m):
         g = s0[t]
         s0[t] = group_indptr[g]
         s1[t] = group_indptr[g + 1] - s0[t]
+        x = bits[act[t] * walk_length + h]
+        if group_alias is None:
+            _prefetch(group_items, s0[t] + _below(x << np.uint64(32), s1[t]))
+        else:
+            k = s0[t] + np.int64(((x & np.uint64(0xFFFFFFFF)) * np.uint64(s1[t])) >> np.uint64(32))
+            _prefetch(group_items, k)
+            _prefetch(group_alias, k)
     m2 = 0
     for t in range(m):
         wk = act[t]
@@ -335,6 +354,7 @@ def _level(m, h, walk_length, act, node, origin, bits, hops, vis, s0, s1,
         act[m2] = wk
         node[m2] = v
         origin[m2] = o
+        _prefetch(item_indptr, v)  # the next level's first loop
         m2 += np.int64(hops[wk] > h + 1)
     return m2
 

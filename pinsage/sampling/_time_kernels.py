@@ -14,6 +14,7 @@ from pinsage.graph.time_index import band_of, prefix_below, record_count, record
 from pinsage.sampling._kernels import (
     _GOLDEN, _below, _next, _rank_rows, _rank_scratch, _restart_threshold, _splitmix64,
 )
+from pinsage.sampling._prefetch import _prefetch, _prefetch_row
 
 #: walks advanced together, hop level by hop level (seeds are grouped up to about this many walks)
 _WALKS_PER_GROUP = 512
@@ -24,7 +25,7 @@ _SEARCH_BAND = 64
 
 
 @nb.njit(cache=True, inline="always")
-def _older_slots(m, act, node, band, bound, draw, shift, wstate, records, ranks, start, first, last, slot):
+def _older_slots(m, act, node, band, bound, draw, shift, wstate, records, ranks, ids, start, first, last, slot):
     """For the ``m`` walks ``act[:m]`` standing on nodes ``node[:m]``: a uniformly random edge slot of each
     node among its edges older than the walk's bound (``band[t]``, ``bound[t]``), into ``slot[:m]``.
 
@@ -35,7 +36,8 @@ def _older_slots(m, act, node, band, bound, draw, shift, wstate, records, ranks,
     ``wstate[act[t]]`` (after ``_TRIES`` draws, the older prefix by binary search over the band). Every path
     gives a uniform older slot. Every node here has an older edge (the seed was checked; later nodes were
     reached through one). Three passes (records, draws, band checks), so the record loads of all walks are
-    in flight together. ``start``, ``first``, ``last``: int64 scratch of ``m``."""
+    in flight together; the draw pass prefetches each slot's neighbour id (``ids``, read by the caller's next
+    pass) and, for a slot in the band, its rank. ``start``, ``first``, ``last``: int64 scratch of ``m``."""
     for t in range(m):
         v = node[t]
         start[t] = record_start(records, v)
@@ -45,6 +47,9 @@ def _older_slots(m, act, node, band, bound, draw, shift, wstate, records, ranks,
         u = _below(draw[t] << np.uint64(shift), last[t])
         slot[t] = start[t] + u
         first[t] = u - first[t]  # >= 0: the slot lies in the band and needs a rank read
+        _prefetch(ids, slot[t])
+        if first[t] >= 0:
+            _prefetch(ranks, slot[t])
     for t in range(m):
         if first[t] < 0:
             continue
@@ -143,10 +148,13 @@ def walk_topk_before_range(
             for t in range(m):  # the hop's draw, from each walk's own stream
                 wk = act[t]
                 wstate[wk], draw[t] = _next(wstate[wk])
-            _older_slots(m, act, node, band, bound, draw, 0, wstate, item_records, item_ranks, s0, s1, s2, slot)
+            _older_slots(m, act, node, band, bound, draw, 0, wstate, item_records, item_ranks, item_groups,
+                         s0, s1, s2, slot)
             for t in range(m):
                 node[t] = item_groups[slot[t]]
-            _older_slots(m, act, node, band, bound, draw, 32, wstate, group_records, group_ranks, s0, s1, s2, slot)
+                _prefetch_row(group_records, node[t])
+            _older_slots(m, act, node, band, bound, draw, 32, wstate, group_records, group_ranks, group_items,
+                         s0, s1, s2, slot)
             m2 = 0
             for t in range(m):
                 wk = act[t]
@@ -161,6 +169,7 @@ def walk_topk_before_range(
                     live = False
                 act[m2] = wk
                 node[m2] = v
+                _prefetch_row(item_records, v)  # the next level's first pass
                 origin[m2] = o
                 band[m2] = band[t]
                 bound[m2] = bound[t]
