@@ -99,7 +99,6 @@ def check_out(out: Path, overwrite: bool) -> Path:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from pinsage.features import rebuild_node_inputs
     from pinsage.graph import InteractionGraph
     from pinsage.inference import embed_all
     from pinsage.new_items import model_for_catalogue
@@ -165,29 +164,7 @@ def run(args: argparse.Namespace) -> int:
     known_rows[known_rows >= int(kwargs["num_items"])] = -1
 
     # ---- node inputs on the new graph, in the training layout (the estimator's own assembly)
-    encoder = run.feature_encoder()
-    feats = None
-    if encoder is not None:
-        if args.item_features:
-            feat_path = Path(args.item_features)
-        else:
-            try:
-                feat_path = run.resolve(meta.get("item_features"))
-            except InputError as exc:
-                raise InputError(f"{exc}; give --item-features") from exc
-            if feat_path is None:
-                raise InputError(f"--run {run_dir}: the model uses item content features and the run "
-                                 "holds no copy of its features file; give --item-features")
-            run.verify("inputs")
-        key = args.item_key or meta.get("item_key") or encoder.key
-        if is_stdin(args.item_features):
-            feats = read_table(STDIN, columns=[key], data=read_stdin(f"--item-features {STDIN}"),
-                               label=stdin_label("--item-features"))
-        else:
-            feats = read_table(feat_path, columns=[key])
-        if key != encoder.key:
-            feats = feats.drop(columns=[encoder.key], errors="ignore").rename(columns={key: encoder.key})
-    features = rebuild_node_inputs(graph, cfg.model, encoder, feats, run.item_features(), known_rows, nb)
+    features = _node_inputs(run, args, meta, cfg, graph, known_rows, nb)
     got = 0 if features is None else features.shape[1]
     if got != int(kwargs.get("feature_dim", 0)):
         raise InputError(f"--run {run_dir}: rebuilt node inputs have {got} columns but the model expects "
