@@ -30,6 +30,7 @@ from pinsage.graph._compressed_kernels import BLOCK, BLOCK_SHIFT, _field, bit_ra
 from pinsage.sampling._kernels import (
     _GOLDEN, _LANES, _below, _rank_rows, _rank_scratch, _restart_threshold, _schedule, _splitmix64,
 )
+from pinsage.sampling._prefetch import _prefetch
 from pinsage.sampling.importance import ImportanceSampler
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ def _half_step(blocks, data, cs, nodes, bitsv, shift, n, s0, s1, s2, s3, s4, out
         s1[t] = blocks[b, 1] + r * (meta >> 16)
         s2[t] = blocks[b, 2]
         s3[t] = meta
+        _prefetch(data, s0[t] >> 6)  # the next loop's directory entry
     for t in range(n):  # directory entry -> s1: adjacency position, s2: degree
         wd = s3[t] & 255
         wo = (s3[t] >> 8) & 255
@@ -74,6 +76,7 @@ def _half_step(blocks, data, cs, nodes, bitsv, shift, n, s0, s1, s2, s3, s4, out
         else:
             s1[t] += np.int64(bit_read(data, s0[t] + wd, wo))
             s2[t] += np.int64(bit_read(data, s0[t], wd))
+        _prefetch(data, s1[t] >> 6)  # the adjacency header
     for t in range(n):  # header -> s0: chunk entry position (-1: one chunk), s1: gaps, s2: base, s3: width(s), s4: i
         d = s2[t]
         k = _below(bitsv[t] << np.uint64(shift), d)
@@ -93,6 +96,7 @@ def _half_step(blocks, data, cs, nodes, bitsv, shift, n, s0, s1, s2, s3, s4, out
             s1[t] = p + 12 + ((d + C - 1) >> cs) * ew + w
             s3[t] = w | (wb << 8)
             s4[t] = k & (C - 1)
+            _prefetch(data, s0[t] >> 6)  # the chunk entry
     for t in range(n):  # chunk entry -> s1: the chunk's gaps, s2: base, s3: width
         e = s0[t]
         if e >= 0:
@@ -109,6 +113,7 @@ def _half_step(blocks, data, cs, nodes, bitsv, shift, n, s0, s1, s2, s3, s4, out
                 s2[t] = np.int64(bit_read(data, e + ww, wb))
                 s3[t] = np.int64(bit_read(data, e + ew, ww)) - cw
             s1[t] += (C - 1) * cw
+        _prefetch(data, s1[t] >> 6)  # the gaps
     for t in range(n):  # the gaps
         out[t] = gap_sum(data, s1[t], s2[t], s3[t], s4[t])
 
