@@ -36,7 +36,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from pinsage._io import (
     STDIN, InputError, atomic_dir, is_stdin, read_stdin, read_table, sha256_bytes, sha256_file, stdin_label,
@@ -97,12 +96,7 @@ def check_out(out: Path, overwrite: bool) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from pinsage.graph import InteractionGraph
-    from pinsage.inference import embed_all
-    from pinsage.new_items import model_for_catalogue
-    from pinsage.nn.model import PinSage
     from pinsage.sampling import importance_neighborhoods
 
     from pinsage.graph.relation_files import single_table_options
@@ -165,23 +159,9 @@ def run(args: argparse.Namespace) -> int:
 
     # ---- node inputs on the new graph, in the training layout (the estimator's own assembly)
     features = _node_inputs(run, args, meta, cfg, graph, known_rows, nb)
-    got = 0 if features is None else features.shape[1]
-    if got != int(kwargs.get("feature_dim", 0)):
-        raise InputError(f"--run {run_dir}: rebuilt node inputs have {got} columns but the model expects "
-                         f"{kwargs.get('feature_dim', 0)}; the run's feature encoder/config and model.pt disagree")
-
     # ---- the model over the new catalogue: trained id rows for known items, zeros for new ones
     n_new = int((known_rows < 0).sum())
-    trained = PinSage.from_config(kwargs)
-    trained.load_state_dict(state)
-    model = model_for_catalogue(trained, known_rows)
-
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    try:
-        device = torch.device(device)
-    except RuntimeError as exc:
-        raise InputError(f"--device {args.device!r}: {exc}") from exc
-    z = embed_all(model, nb, features, device=device).cpu().numpy().astype(np.float32)
+    z = _embed(run_dir, args, kwargs, state, known_rows, nb, features)
 
     with atomic_dir(out) as tmp:  # embeddings and ids appear together or not at all
         result = RunDir(tmp)
@@ -196,6 +176,33 @@ def run(args: argparse.Namespace) -> int:
              graph.num_items, n_new, graph.num_groups, graph.num_edges, out, FILES["embeddings"], z.shape, FILES["ids"])
     return 0
 
+
+
+def _embed(run_dir, args: argparse.Namespace, kwargs: dict, state: dict, known_rows: np.ndarray, nb,
+           features: np.ndarray | None) -> np.ndarray:
+    """``(N, d)`` float32 embeddings of the new graph: the trained model widened to the new catalogue
+    (trained id rows for known items, zeros for new ones) over neighbourhoods ``nb`` and node inputs
+    ``features``, on ``--device``. InputError when the inputs' width is not the model's or the device is
+    unknown."""
+    import torch
+
+    from pinsage.inference import embed_all
+    from pinsage.new_items import model_for_catalogue
+    from pinsage.nn.model import PinSage
+
+    got = 0 if features is None else features.shape[1]
+    if got != int(kwargs.get("feature_dim", 0)):
+        raise InputError(f"--run {run_dir}: rebuilt node inputs have {got} columns but the model expects "
+                         f"{kwargs.get('feature_dim', 0)}; the run's feature encoder/config and model.pt disagree")
+    trained = PinSage.from_config(kwargs)
+    trained.load_state_dict(state)
+    model = model_for_catalogue(trained, known_rows)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    try:
+        device = torch.device(device)
+    except RuntimeError as exc:
+        raise InputError(f"--device {args.device!r}: {exc}") from exc
+    return embed_all(model, nb, features, device=device).cpu().numpy().astype(np.float32)
 
 def _node_inputs(run: RunDir, args: argparse.Namespace, meta: dict, cfg, graph, known_rows, nb):
     """The node inputs of ``graph`` in the run's layout (content from the run's encoder, log degree and
@@ -231,13 +238,8 @@ def run_relations(args: argparse.Namespace, run: RunDir, meta: dict, out: Path) 
     """``pinsage embed`` for a run over several relations: the new files (one ``FILE:RELATION`` per relation of
     the run; the columns default to the run's per relation) make a new :class:`~pinsage.graph.HeteroGraph`, whose
     items are embedded over the mixed walk's neighbourhoods (merged or per relation, as in training)."""
-    import torch
-
     from pinsage.config import relation_settings
     from pinsage.graph.relation_files import column_options, relation_columns, relations_graph, split_relation
-    from pinsage.inference import embed_all
-    from pinsage.new_items import model_for_catalogue
-    from pinsage.nn.model import PinSage
     from pinsage.sampling.relations import merge_tables, mixed_neighborhoods
 
     run_dir = run.path
@@ -288,19 +290,7 @@ def run_relations(args: argparse.Namespace, run: RunDir, meta: dict, out: Path) 
     known_rows = positions(new_ids, run.ids())
     known_rows[known_rows >= int(kwargs["num_items"])] = -1
     features = _node_inputs(run, args, meta, cfg, graph, known_rows, merge_tables(nb))
-    got = 0 if features is None else features.shape[1]
-    if got != int(kwargs.get("feature_dim", 0)):
-        raise InputError(f"--run {run_dir}: rebuilt node inputs have {got} columns but the model expects "
-                         f"{kwargs.get('feature_dim', 0)}; the run's feature encoder/config and model.pt disagree")
-    trained = PinSage.from_config(kwargs)
-    trained.load_state_dict(state)
-    model = model_for_catalogue(trained, known_rows)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    try:
-        device = torch.device(device)
-    except RuntimeError as exc:
-        raise InputError(f"--device {args.device!r}: {exc}") from exc
-    z = embed_all(model, nb, features, device=device).cpu().numpy().astype(np.float32)
+    z = _embed(run_dir, args, kwargs, state, known_rows, nb, features)
     n_new = int((known_rows < 0).sum())
     with atomic_dir(out) as tmp:
         result = RunDir(tmp)

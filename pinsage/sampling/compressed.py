@@ -31,7 +31,7 @@ from pinsage.sampling._kernels import (
     _GOLDEN, _LANES, _below, _rank_rows, _rank_scratch, _restart_threshold, _schedule, _splitmix64,
 )
 from pinsage.sampling._prefetch import _prefetch
-from pinsage.sampling.importance import ImportanceSampler
+from pinsage.sampling.importance import ImportanceSampler, checked_seeds
 
 if TYPE_CHECKING:
     from pinsage.config import SamplerConfig
@@ -235,17 +235,7 @@ class CompressedSampler(ImportanceSampler):
             raise ValueError("CompressedSampler does not take time-respecting walks (before=...): the compressed "
                              "store keeps no time index; use ImportanceSampler on an InteractionGraph")
         g: CompressedGraph = self.graph  # type: ignore[assignment]
-        seeds = np.ascontiguousarray(seeds, dtype=np.int64)
-        if seeds.ndim != 1:
-            raise ValueError(f"seeds must be 1-D, got shape {seeds.shape}")
-        if stream_ids is None:
-            stream_ids = np.arange(len(seeds), dtype=np.int64)
-        stream_ids = np.ascontiguousarray(stream_ids, dtype=np.int64)
-        if stream_ids.shape != seeds.shape:
-            raise ValueError(f"stream_ids must have the shape of seeds {seeds.shape}, got {stream_ids.shape}")
-        if len(seeds) and (seeds.min() < 0 or seeds.max() >= g.num_items):
-            raise IndexError(f"seed indices must lie in [0, {g.num_items}), got range "
-                             f"[{seeds.min()}, {seeds.max()}]")
+        seeds, stream_ids = checked_seeds(seeds, stream_ids, g.num_items)
         internal = np.ascontiguousarray(g.internal_items(seeds))
         B = len(seeds)
         nbr = np.full((B, self.num_neighbors), -1, dtype=np.int64)

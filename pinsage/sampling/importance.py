@@ -38,6 +38,24 @@ class SampledNeighborhoods(NamedTuple):
     counts: torch.Tensor
 
 
+def checked_seeds(seeds: np.ndarray, stream_ids: np.ndarray | None,
+                  num_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(seeds, stream_ids)`` as contiguous int64 ``(B,)`` arrays for the walk kernels, ``stream_ids``
+    defaulting to ``arange(B)``; ValueError for a shape that is not ``(B,)``, IndexError for a seed outside
+    ``[0, num_items)``."""
+    seeds = np.ascontiguousarray(seeds, dtype=np.int64)
+    if seeds.ndim != 1:
+        raise ValueError(f"seeds must be 1-D, got shape {seeds.shape}")
+    if stream_ids is None:
+        stream_ids = np.arange(len(seeds), dtype=np.int64)
+    stream_ids = np.ascontiguousarray(stream_ids, dtype=np.int64)
+    if stream_ids.shape != seeds.shape:
+        raise ValueError(f"stream_ids must have the shape of seeds {seeds.shape}, got {stream_ids.shape}")
+    if len(seeds) and (seeds.min() < 0 or seeds.max() >= num_items):
+        raise IndexError(f"seed indices must lie in [0, {num_items}), got range [{seeds.min()}, {seeds.max()}]")
+    return seeds, stream_ids
+
+
 def stream_key(seed: int, key: int) -> int:
     """One 63-bit random-stream key per ``(seed, key)`` for the compiled kernels (distinct odd
     multipliers, so seed s at key k + 1 is not seed s + 1 at key k)."""
@@ -152,17 +170,7 @@ class ImportanceSampler:
         themselves makes a seed's neighbourhood independent of the other seeds of the call.
         ``before`` (``(B,)`` or one time, in the graph's time units): walk only edges older than it."""
         g = self.graph
-        seeds = np.ascontiguousarray(seeds, dtype=np.int64)
-        if seeds.ndim != 1:
-            raise ValueError(f"seeds must be 1-D, got shape {seeds.shape}")
-        if stream_ids is None:
-            stream_ids = np.arange(len(seeds), dtype=np.int64)
-        stream_ids = np.ascontiguousarray(stream_ids, dtype=np.int64)
-        if stream_ids.shape != seeds.shape:
-            raise ValueError(f"stream_ids must have the shape of seeds {seeds.shape}, got {stream_ids.shape}")
-        if len(seeds) and (seeds.min() < 0 or seeds.max() >= g.num_items):
-            raise IndexError(f"seed indices must lie in [0, {g.num_items}), got range "
-                             f"[{seeds.min()}, {seeds.max()}]")
+        seeds, stream_ids = checked_seeds(seeds, stream_ids, g.num_items)
         B = len(seeds)
         nbr = np.full((B, self.num_neighbors), -1, dtype=np.int64)
         cnt = np.zeros((B, self.num_neighbors), dtype=np.int32)

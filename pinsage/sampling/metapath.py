@@ -16,7 +16,7 @@ from pinsage.graph.weights import walk_weights
 from pinsage.sampling._kernels import walk_topk_range
 from pinsage.sampling._metapath_kernels import metapath_topk_range, relation_tables
 from pinsage.sampling.blocks import Neighborhoods
-from pinsage.sampling.importance import SampledNeighborhoods, stream_key
+from pinsage.sampling.importance import SampledNeighborhoods, checked_seeds, stream_key
 
 if TYPE_CHECKING:
     from pinsage.graph.hetero import HeteroGraph
@@ -183,17 +183,7 @@ class MetapathSampler:
         :attr:`HeteroGraph.relations` order; relations of probability 0 stay empty). ``stream_ids`` as in
         :meth:`ImportanceSampler.sample_arrays`."""
         g = self.graph
-        seeds = np.ascontiguousarray(seeds, dtype=np.int64)
-        if seeds.ndim != 1:
-            raise ValueError(f"seeds must be 1-D, got shape {seeds.shape}")
-        if stream_ids is None:
-            stream_ids = np.arange(len(seeds), dtype=np.int64)
-        stream_ids = np.ascontiguousarray(stream_ids, dtype=np.int64)
-        if stream_ids.shape != seeds.shape:
-            raise ValueError(f"stream_ids must have the shape of seeds {seeds.shape}, got {stream_ids.shape}")
-        if len(seeds) and (seeds.min() < 0 or seeds.max() >= g.num_items):
-            raise IndexError(f"seed indices must lie in [0, {g.num_items}), got range "
-                             f"[{seeds.min()}, {seeds.max()}]")
+        seeds, stream_ids = checked_seeds(seeds, stream_ids, g.num_items)
         B, rows = len(seeds), (1 if self.merge else g.num_relations)
         nbr = np.full((rows, B, self.num_neighbors), -1, dtype=np.int64)
         cnt = np.zeros((rows, B, self.num_neighbors), dtype=np.int32)
