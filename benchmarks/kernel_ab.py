@@ -73,10 +73,25 @@ def uniform_args(fn) -> tuple:
     return (None, None, None) if "item_alias" in inspect.signature(fn.py_func).parameters else ()
 
 
-def plain_call(graph, weights: tuple | None):
-    """``call(fn, seeds, walks, T, key, nbr, cnt, nout)`` running the plain kernel ``fn`` on ``graph``."""
+def one_word_alias(weights: tuple) -> tuple:
+    """The alias tables in the layout of kernels before the 16-byte rows: one uint64 per edge (threshold and
+    alias neighbour; those kernels read the slot's own neighbour from the adjacency)."""
+    item_alias, group_alias, item_total = weights
+    return np.ascontiguousarray(item_alias[:, 0]), np.ascontiguousarray(group_alias[:, 0]), item_total
+
+
+def plain_call(graph, weights: tuple | None, before_module=None):
+    """``call(fn, seeds, walks, T, key, nbr, cnt, nout)`` running the plain kernel ``fn`` on ``graph``
+    (the kernels of ``before_module`` given the alias tables in their own layout)."""
+    old = None
+    if weights is not None and before_module is not None and "adj" in inspect.signature(
+            before_module._pick.py_func).parameters:
+        old = one_word_alias(weights)
+
     def call(fn, seeds, walks, key, nbr, cnt, nout):
         extra = uniform_args(fn) if weights is None else weights
+        if old is not None and fn is before_module.walk_topk_range:
+            extra = old
         fn(seeds, graph.item_indptr, graph.item_groups, graph.group_indptr, graph.group_items, *extra,
            walks, 3, 0.5, key, np.arange(len(seeds), dtype=np.int64), nbr, cnt, nout, 0, len(seeds))
     return call
@@ -193,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             call = compressed_call(CompressedGraph.from_graph(graph, order=args.compressed))
             del graph
         else:
-            call = plain_call(graph, weights)
+            call = plain_call(graph, weights, before)
         rng = np.random.default_rng(1)
         for walks, T in [(10, 3), (200, 50)]:
             for fn in fns:  # compile and warm

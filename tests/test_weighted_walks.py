@@ -28,8 +28,9 @@ def weighted_graph(seed=0, n_groups=12, n_items=15, n_edges=45, times=False, zer
 def alias_distribution(indptr, adj, alias, v, n_other):
     """The step distribution over neighbours that node ``v``'s alias entries encode."""
     lo, hi = indptr[v], indptr[v + 1]
-    thr = (alias[lo:hi] >> np.uint64(32)).astype(np.float64) / 2.0**32
-    other = (alias[lo:hi] & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    np.testing.assert_array_equal(alias[lo:hi, 1], adj[lo:hi])  # each row's own neighbour
+    thr = (alias[lo:hi, 0] >> np.uint64(32)).astype(np.float64) / 2.0**32
+    other = (alias[lo:hi, 0] & np.uint64(0xFFFFFFFF)).astype(np.int64)
     p = np.zeros(n_other)
     np.add.at(p, np.asarray(adj[lo:hi], dtype=np.int64), thr / (hi - lo))
     np.add.at(p, other, (1 - thr) / (hi - lo))
@@ -50,7 +51,7 @@ def test_alias_tables_encode_the_weights_in_both_directions():
         if A[:, i].sum() > 0:
             np.testing.assert_allclose(alias_distribution(g.item_indptr, g.item_groups, ww.item_alias, i,
                                                           g.num_groups), A[:, i] / A[:, i].sum(), atol=1e-8)
-    assert ww.nbytes == 16 * g.num_edges + 4 * g.num_items
+    assert ww.nbytes == 32 * g.num_edges + 4 * g.num_items
 
 
 def test_half_life_decay_and_its_errors():

@@ -14,8 +14,8 @@ newest edge time and :math:`h` the half-life (no decay when it is not given). Th
 both directions (item -> group and group -> item), so the walk is a reversible Markov chain on the
 weighted bipartite graph.
 
-:class:`WalkWeights` holds alias tables: a weighted step reads one 8-byte entry at a uniformly random slot
-of the adjacency (no search, no scan). Per-adjacency prefix sums with a binary search per step (the first
+:class:`WalkWeights` holds alias tables: a weighted step reads one 16-byte entry at a uniformly random slot
+of the adjacency (no search, no scan, and not the adjacency itself: the entry holds both candidates). Per-adjacency prefix sums with a binary search per step (the first
 design, docs/graph_store.md) ran at 0.38x the uniform sampler's seeds/s on graph S, alias tables at
 the figure in docs/benchmarks/sampler.md.
 """
@@ -39,11 +39,12 @@ class WalkWeights(NamedTuple):
     r"""Alias tables (Walker 1977, Vose 1991) of the walk weights :math:`w_e` for both CSR directions, so that a
     weighted step costs one random slot and one comparison, like a uniform one.
 
-    * ``group_alias``: ``(num_edges,)`` uint64 in group-CSR order; ``item_alias``: likewise in item-CSR order.
-      Entry ``e`` of node ``v``'s slice holds a 32-bit threshold (high half) and a neighbour id (low half):
-      a step draws a slot :math:`k` of :math:`v`'s :math:`d` slots uniformly and a fraction :math:`f` in
-      :math:`[0, 2^{32})`; it takes the slot's own neighbour when :math:`f` is below the threshold, the
-      entry's alias neighbour otherwise. The thresholds are the probabilities quantised to 32 bits (an error
+    * ``group_alias``: ``(num_edges, 2)`` uint64 in group-CSR order; ``item_alias``: likewise in item-CSR order.
+      Row ``e`` of node ``v``'s slice holds a 32-bit threshold (high half of column 0), the alias neighbour
+      (low half of column 0) and the slot's own neighbour (column 1, a copy of the adjacency entry, so that
+      a step makes one 16-byte load instead of two in separate arrays): a step draws a slot :math:`k` of
+      :math:`v`'s :math:`d` slots uniformly and a fraction :math:`f` in :math:`[0, 2^{32})`; it takes the
+      slot's own neighbour when :math:`f` is below the threshold, the alias neighbour otherwise. The thresholds are the probabilities quantised to 32 bits (an error
       below :math:`2^{-32}` per step); zero-weight edges have threshold 0 and are never taken.
     * ``item_total``: ``(num_items,)`` float32, each item's total walk weight (a seed with total 0 takes no
       step).
@@ -87,7 +88,8 @@ def edge_walk_weights(graph: InteractionGraph, half_life: float | None = None) -
 
 @nb.njit(cache=True, nogil=True)
 def _build_alias(indptr, adj, w, out, totals):
-    """Vose's alias method per adjacency: fill ``out`` (uint64 per edge: threshold << 32 | neighbour) and
+    """Vose's alias method per adjacency: fill ``out`` (``(E, 2)`` uint64 per edge: threshold << 32 | alias
+    neighbour, then the edge's own neighbour) and
     ``totals`` (per node) from the CSR ``(indptr, adj)`` and per-edge weights ``w`` (float64). O(degree) per node."""
     max_deg = 0
     for v in range(len(indptr) - 1):
@@ -109,7 +111,8 @@ def _build_alias(indptr, adj, w, out, totals):
             continue
         if tot <= 0.0:  # no step leaves this node; the entries are never read
             for k in range(d):
-                out[lo + k] = np.uint64(adj[lo + k])
+                out[lo + k, 0] = np.uint64(adj[lo + k])
+                out[lo + k, 1] = np.uint64(adj[lo + k])
             continue
         ns = 0
         nl = 0
@@ -140,24 +143,25 @@ def _build_alias(indptr, adj, w, out, totals):
             alias[large[j]] = large[j]
         for k in range(d):
             thr = top if prob[k] >= 1.0 else np.uint64(min(prob[k] * scale, scale - 1.0))
-            out[lo + k] = (thr << np.uint64(32)) | np.uint64(adj[lo + alias[k]])
+            out[lo + k, 0] = (thr << np.uint64(32)) | np.uint64(adj[lo + alias[k]])
+            out[lo + k, 1] = np.uint64(adj[lo + k])
 
 
 def walk_weights(graph: InteractionGraph, half_life: float | None = None) -> WalkWeights:
     """Alias tables of :func:`edge_walk_weights` per adjacency, in both CSR directions.
 
-    Memory: 16 bytes per edge for the result (a uint64 per edge and direction) and 4 per item, plus two
+    Memory: 32 bytes per edge for the result (two uint64 per edge and direction) and 4 per item, plus two
     float64 arrays of ``num_edges`` while building. Linear time.
     """
     w = edge_walk_weights(graph, half_life)
-    group_alias = np.empty(graph.num_edges, dtype=np.uint64)
+    group_alias = np.empty((graph.num_edges, 2), dtype=np.uint64)
     group_total = np.empty(graph.num_groups, dtype=np.float64)
     _build_alias(np.asarray(graph.group_indptr), np.asarray(graph.group_items), w, group_alias, group_total)
     w_item = np.empty(graph.num_edges, dtype=np.float64)
     transpose_values(np.asarray(graph.group_indptr), np.asarray(graph.group_items),
                       np.asarray(graph.item_indptr), w, w_item)
     del w, group_total
-    item_alias = np.empty(graph.num_edges, dtype=np.uint64)
+    item_alias = np.empty((graph.num_edges, 2), dtype=np.uint64)
     item_total = np.empty(graph.num_items, dtype=np.float64)
     _build_alias(np.asarray(graph.item_indptr), np.asarray(graph.item_groups), w_item, item_alias, item_total)
     return WalkWeights(group_alias, item_alias, item_total.astype(np.float32))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from pinsage.sampling._prefetch import _prefetch
+from pinsage.sampling._prefetch import _prefetch, _prefetch_row
 
 _GOLDEN = 0x9E3779B97F4A7C15
 
@@ -57,16 +57,16 @@ def _hop(lo, deg, state, item_groups, group_indptr, group_items):
 
 
 @nb.njit(cache=True, inline="always")
-def _pick(adj, alias, lo, deg, bits32):
-    """The neighbour of the adjacency ``adj[lo:lo + deg]`` that 32 random bits select with probability
-    proportional to its edge's walk weight, from the alias entries ``alias[lo:lo + deg]``
+def _pick(alias, lo, deg, bits32):
+    """The neighbour of the adjacency slice ``lo:lo + deg`` that 32 random bits select with probability
+    proportional to its edge's walk weight, from the alias rows ``alias[lo:lo + deg]``
     (:class:`pinsage.graph.weights.WalkWeights`): ``bits32 * deg`` gives the slot (high part) and a uniform
-    32-bit fraction (low part) compared with the slot's threshold. Both the slot's own neighbour and its
-    entry are read before the choice (a select, not a branch), so the two loads are in flight together."""
+    32-bit fraction (low part) compared with the slot's threshold. The row holds both candidates (the
+    alias neighbour and the slot's own), one 16-byte load; the choice is a select, not a branch."""
     x = bits32 * np.uint64(deg)
     k = lo + np.int64(x >> np.uint64(32))
-    own = np.int64(adj[k])
-    entry = alias[k]
+    entry = alias[k, 0]
+    own = np.int64(alias[k, 1])
     other = np.int64(entry & np.uint64(0xFFFFFFFF))
     return own if (x & np.uint64(0xFFFFFFFF)) < (entry >> np.uint64(32)) else other
 
@@ -80,10 +80,10 @@ def _step(lo, deg, state, item_groups, item_alias, group_indptr, group_items, gr
     if item_alias is None:
         return _hop(lo, deg, state, item_groups, group_indptr, group_items)
     state, bits = _next(state)
-    g = _pick(item_groups, item_alias, lo, deg, bits >> np.uint64(32))
+    g = _pick(item_alias, lo, deg, bits >> np.uint64(32))
     glo = group_indptr[g]
     gdeg = group_indptr[g + 1] - glo
-    return _pick(group_items, group_alias, glo, gdeg, bits & np.uint64(0xFFFFFFFF)), state
+    return _pick(group_alias, glo, gdeg, bits & np.uint64(0xFFFFFFFF)), state
 
 
 _LANES = 16
@@ -314,10 +314,11 @@ def _level(m, h, walk_length, act, node, origin, bits, hops, vis, s0, s1,
         s0[t] = item_indptr[c]
         s1[t] = item_indptr[c + 1] - s0[t]
         x = bits[act[t] * walk_length + h]
-        k = s0[t] + _below(x, s1[t])  # the slot the next loop reads (a weighted step's alias slot too)
-        _prefetch(item_groups, k)
-        if item_alias is not None:
-            _prefetch(item_alias, k)
+        k = s0[t] + _below(x, s1[t])  # the slot the next loop reads (a weighted step's alias row instead)
+        if item_alias is None:
+            _prefetch(item_groups, k)
+        else:
+            _prefetch_row(item_alias, k)
     if item_alias is None:
         for t in range(m):
             x = bits[act[t] * walk_length + h]
@@ -327,7 +328,7 @@ def _level(m, h, walk_length, act, node, origin, bits, hops, vis, s0, s1,
     else:
         for t in range(m):
             x = bits[act[t] * walk_length + h]
-            g = _pick(item_groups, item_alias, s0[t], s1[t], x >> np.uint64(32))
+            g = _pick(item_alias, s0[t], s1[t], x >> np.uint64(32))
             s0[t] = g
             _prefetch(group_indptr, g)
     for t in range(m):
@@ -339,8 +340,7 @@ def _level(m, h, walk_length, act, node, origin, bits, hops, vis, s0, s1,
             _prefetch(group_items, s0[t] + _below(x << np.uint64(32), s1[t]))
         else:
             k = s0[t] + np.int64(((x & np.uint64(0xFFFFFFFF)) * np.uint64(s1[t])) >> np.uint64(32))
-            _prefetch(group_items, k)
-            _prefetch(group_alias, k)
+            _prefetch_row(group_alias, k)
     m2 = 0
     for t in range(m):
         wk = act[t]
@@ -348,7 +348,7 @@ def _level(m, h, walk_length, act, node, origin, bits, hops, vis, s0, s1,
         if group_alias is None:
             v = np.int64(group_items[s0[t] + _below(x << np.uint64(32), s1[t])])
         else:
-            v = _pick(group_items, group_alias, s0[t], s1[t], x & np.uint64(0xFFFFFFFF))
+            v = _pick(group_alias, s0[t], s1[t], x & np.uint64(0xFFFFFFFF))
         o = origin[t]
         vis[wk * walk_length + h] = v if v != o else np.int64(-1)
         act[m2] = wk

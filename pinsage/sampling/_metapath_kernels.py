@@ -26,7 +26,7 @@ import numba as nb
 import numpy as np
 
 from pinsage.sampling._kernels import (
-    _GOLDEN, _LANES, _below, _next, _rank_scratch, _restart_threshold, _schedule, _splitmix64, _topk_one,
+    _GOLDEN, _LANES, _below, _next, _pick, _rank_scratch, _restart_threshold, _schedule, _splitmix64, _topk_one,
 )
 from pinsage.sampling._prefetch import _prefetch, _prefetch_row
 
@@ -60,18 +60,6 @@ def relation_tables(probs: np.ndarray) -> tuple[np.int64, np.ndarray]:
     last = np.where(member.any(1), R - 1 - np.argmax(member[:, ::-1], axis=1), 0)
     cum[np.arange(R)[None, :] >= last[:, None]] = np.uint64(0xFFFFFFFFFFFFFFFF)
     return stepped, cum
-
-
-@nb.njit(cache=True, inline="always")
-def _pick_alias(adj, alias, lo, deg, bits32):
-    """As :func:`pinsage.sampling._kernels._pick`: a neighbour of ``adj[lo:lo + deg]`` by the alias table
-    ``alias[lo:lo + deg]`` and 32 random bits."""
-    x = bits32 * np.uint64(deg)
-    k = lo + np.int64(x >> np.uint64(32))
-    entry = alias[k]
-    if (x & np.uint64(0xFFFFFFFF)) < (entry >> np.uint64(32)):
-        return np.int64(adj[k])
-    return np.int64(entry & np.uint64(0xFFFFFFFF))
 
 
 @nb.njit(cache=True, inline="always")
@@ -126,15 +114,14 @@ def _level(m, h, L, act, node, origin, rel, bits, hops, rkey, vis, vrel, per_rel
         if item_alias is None:
             _prefetch(item_others, lo + _below(x, deg))
         else:
-            e = lo + np.int64(((x >> np.uint64(32)) * np.uint64(deg)) >> np.uint64(32))  # _pick_alias's slot
-            _prefetch(item_others, e)
-            _prefetch(item_alias, e)
+            e = lo + np.int64(((x >> np.uint64(32)) * np.uint64(deg)) >> np.uint64(32))  # _pick's slot
+            _prefetch_row(item_alias, e)
     for t in range(m):  # item -> other node
         x = bits[act[t] * L + h]
         if item_alias is None:
             g = np.int64(item_others[s0[t] + _below(x, s1[t])])
         else:
-            g = _pick_alias(item_others, item_alias, s0[t], s1[t], x >> np.uint64(32))
+            g = _pick(item_alias, s0[t], s1[t], x >> np.uint64(32))
         s0[t] = other_base[rel[t]] + g
         _prefetch(other_indptr, s0[t])
     for t in range(m):  # the other node's offsets
@@ -148,8 +135,7 @@ def _level(m, h, L, act, node, origin, rel, bits, hops, rkey, vis, vrel, per_rel
             _prefetch(other_items, lo + _below(x << np.uint64(32), deg))
         else:
             e = lo + np.int64(((x & np.uint64(0xFFFFFFFF)) * np.uint64(deg)) >> np.uint64(32))
-            _prefetch(other_items, e)
-            _prefetch(other_alias, e)
+            _prefetch_row(other_alias, e)
     m2 = 0
     for t in range(m):  # other node -> item
         wk = act[t]
@@ -157,7 +143,7 @@ def _level(m, h, L, act, node, origin, rel, bits, hops, rkey, vis, vrel, per_rel
         if other_alias is None:
             v = np.int64(other_items[s0[t] + _below(x << np.uint64(32), s1[t])])
         else:
-            v = _pick_alias(other_items, other_alias, s0[t], s1[t], x & np.uint64(0xFFFFFFFF))
+            v = _pick(other_alias, s0[t], s1[t], x & np.uint64(0xFFFFFFFF))
         o = origin[t]
         vis[wk * L + h] = v if v != o else np.int64(-1)
         if per_relation:
@@ -184,7 +170,7 @@ def metapath_topk_range(
         seeds: ``(B,)`` int64 item indices.
         item_indptr ... other_items: the packed relations (:class:`pinsage.graph.hetero.RelationArrays`):
             ``item_indptr`` ``(N + 1, R)`` int64, ``edge_base`` / ``other_base`` ``(R + 1,)`` int64.
-        item_alias, other_alias: ``(E,)`` uint64 alias tables of every relation, packed like ``item_others``
+        item_alias, other_alias: ``(E, 2)`` uint64 alias tables of every relation, packed like ``item_others``
             and ``other_items`` (weighted steps), ``item_total`` ``(N, R)`` float32; three Nones for uniform steps.
         stepped, cum: the relation-choice tables of :func:`relation_tables`.
         num_walks, walk_length, restart_prob: as :func:`pinsage.sampling._kernels.walk_topk_range`.

@@ -147,8 +147,8 @@ class MetapathSampler:
         g = self.graph
         a = g.arrays
         E, R = g.num_edges, g.num_relations
-        item_alias = np.empty(E, dtype=np.uint64)
-        other_alias = np.empty(E, dtype=np.uint64)
+        item_alias = np.empty((E, 2), dtype=np.uint64)
+        other_alias = np.empty((E, 2), dtype=np.uint64)
         item_total = np.empty((g.num_items, R), dtype=np.float32)
         for r, name in enumerate(g.relations):
             w = walk_weights(g.relation(name), self.weight_half_life)
